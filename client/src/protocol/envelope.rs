@@ -1,0 +1,466 @@
+//! The VOLT envelopes: the events of the contract and their JSON bodies.
+//! Correlation is by `requestId`; Socket.IO acks are not used.
+
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::{Map, Value};
+
+use super::binary::{placeholder, placeholder_num, Complete};
+use super::message::TeamClusterDaemonMessage;
+use super::socket::{encode_header, PacketType};
+use super::DecodeError;
+
+/// Event names of the contract.
+pub mod names {
+    /// Daemon → server command.
+    pub const COMMAND: &str = "command";
+    /// Server → daemon answer to a command.
+    pub const COMMAND_RESPONSE: &str = "command-response";
+    /// Server → daemon command.
+    pub const REVERSE_COMMAND: &str = "reverse-command";
+    /// Daemon → server answer to a reverse command.
+    pub const REVERSE_RESPONSE: &str = "reverse-response";
+    /// One chunk of a streamed answer.
+    pub const REVERSE_STREAM: &str = "reverse-stream";
+    /// The end of a streamed answer.
+    pub const REVERSE_STREAM_END: &str = "reverse-stream-end";
+    /// Fire-and-forget message, both ways.
+    pub const MESSAGE: &str = "message";
+}
+
+/// An error as the wire carries it: `{"code","message"}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// Machine-readable code, e.g. `NOT_FOUND`.
+    #[serde(default)]
+    pub code: String,
+    /// Human-readable message.
+    #[serde(default)]
+    pub message: String,
+}
+
+impl ErrorBody {
+    /// An error body.
+    pub fn new(code: impl Into<String>, message: impl Into<String>) -> Self {
+        ErrorBody {
+            code: code.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Reads an optional error leniently: anything but an object counts as absent,
+/// so an odd `error` never turns a reply into a protocol error.
+fn lenient_error<'de, D: Deserializer<'de>>(d: D) -> Result<Option<ErrorBody>, D::Error> {
+    let v = Option::<Value>::deserialize(d)?;
+    Ok(v.and_then(|v| serde_json::from_value(v).ok()))
+}
+
+/// `command`: the daemon asks the server to do something.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CommandRequest {
+    /// UUID v4 correlating the response.
+    pub request_id: String,
+    /// The command name.
+    pub command: String,
+    /// Arguments; omitted on the wire when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload: Option<Value>,
+}
+
+/// `command-response`: the server's one answer to a `command`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CommandResponse {
+    /// The request this answers.
+    pub request_id: String,
+    /// Success or rejection.
+    pub ok: bool,
+    /// The result, on success.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<Value>,
+    /// Why, on rejection.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient_error"
+    )]
+    pub error: Option<ErrorBody>,
+}
+
+/// `reverse-command`: the server asks the daemon to do something.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReverseCommand {
+    /// Correlates the reply.
+    pub request_id: String,
+    /// The command name, which selects the handler.
+    pub command: String,
+    /// Arguments, when any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload: Option<Value>,
+}
+
+/// What a `reverse-response` carries besides status and headers.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ReplyBody {
+    /// Status and headers only.
+    None,
+    /// `data`: a JSON value.
+    Data(Value),
+    /// `body`: bytes, sent as one binary attachment.
+    Body(Vec<u8>),
+    /// `stream: true`: chunks follow as `reverse-stream` events.
+    Stream,
+}
+
+/// `reverse-response`: the daemon's one reply to a `reverse-command`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReverseResponse {
+    /// The request this answers.
+    pub request_id: String,
+    /// The command it answers.
+    pub command: String,
+    /// HTTP-like status, 200 by default.
+    pub status: u16,
+    /// Headers, `{}` by default.
+    pub headers: Map<String, Value>,
+    /// Data, body, stream or nothing.
+    pub body: ReplyBody,
+    /// Why it failed, for 4xx/5xx replies.
+    pub error: Option<ErrorBody>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ReverseResponseOut<'a> {
+    request_id: &'a str,
+    command: &'a str,
+    status: u16,
+    headers: &'a Map<String, Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data: Option<&'a Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    body: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stream: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<&'a ErrorBody>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ReverseResponseIn {
+    request_id: String,
+    command: String,
+    #[serde(default = "default_status")]
+    status: u16,
+    #[serde(default)]
+    headers: Map<String, Value>,
+    #[serde(default, deserialize_with = "present")]
+    data: Option<Value>,
+    #[serde(default)]
+    body: Option<Value>,
+    #[serde(default)]
+    stream: Option<bool>,
+    #[serde(default, deserialize_with = "lenient_error")]
+    error: Option<ErrorBody>,
+}
+
+fn default_status() -> u16 {
+    200
+}
+
+/// Keeps `"data": null` apart from an absent `data`.
+fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
+    Value::deserialize(d).map(Some)
+}
+
+/// `reverse-stream`: one chunk of a streamed reply.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReverseStream {
+    /// The request this belongs to.
+    pub request_id: String,
+    /// 0, 1, 2, ... in order.
+    pub seq: u64,
+    /// The chunk's bytes (one binary attachment).
+    pub chunk: Vec<u8>,
+}
+
+/// `reverse-stream-end`: the end of a streamed reply.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReverseStreamEnd {
+    /// The request this ends.
+    pub request_id: String,
+    /// How many chunks were sent.
+    pub chunks: u64,
+    /// Set when the stream ended early on an error.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient_error"
+    )]
+    pub error: Option<ErrorBody>,
+}
+
+/// One VOLT event, either direction.
+#[derive(Debug, Clone, PartialEq)]
+pub enum VoltEvent {
+    /// `command`.
+    Command(CommandRequest),
+    /// `command-response`.
+    CommandResponse(CommandResponse),
+    /// `reverse-command`.
+    ReverseCommand(ReverseCommand),
+    /// `reverse-response`.
+    ReverseResponse(ReverseResponse),
+    /// `reverse-stream`.
+    ReverseStream(ReverseStream),
+    /// `reverse-stream-end`.
+    ReverseStreamEnd(ReverseStreamEnd),
+    /// `message`.
+    Message(TeamClusterDaemonMessage),
+}
+
+/// An event ready to send: the text frame (Engine.IO prefix included) and
+/// the binary frames that follow it. They must go out back to back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outgoing {
+    /// The text frame.
+    pub text: String,
+    /// Attachments, one binary frame each, in order.
+    pub attachments: Vec<Vec<u8>>,
+}
+
+impl Outgoing {
+    /// The largest frame in bytes (what the server's `maxPayload` limits).
+    pub fn largest_frame(&self) -> usize {
+        self.attachments
+            .iter()
+            .map(Vec::len)
+            .fold(self.text.len(), usize::max)
+    }
+}
+
+impl VoltEvent {
+    /// The event name on the wire.
+    pub fn name(&self) -> &'static str {
+        match self {
+            VoltEvent::Command(_) => names::COMMAND,
+            VoltEvent::CommandResponse(_) => names::COMMAND_RESPONSE,
+            VoltEvent::ReverseCommand(_) => names::REVERSE_COMMAND,
+            VoltEvent::ReverseResponse(_) => names::REVERSE_RESPONSE,
+            VoltEvent::ReverseStream(_) => names::REVERSE_STREAM,
+            VoltEvent::ReverseStreamEnd(_) => names::REVERSE_STREAM_END,
+            VoltEvent::Message(_) => names::MESSAGE,
+        }
+    }
+
+    /// Reads an event from a complete `EVENT`/`BINARY_EVENT` packet.
+    ///
+    /// ```
+    /// use volt_daemon_client::protocol::{envelope::VoltEvent, Decoder, Incoming, Limits};
+    /// let mut d = Decoder::new(Limits::default());
+    /// let Some(Incoming::Packet(p)) = d.text(r#"42/daemon,["command-response",{"requestId":"r1","ok":true}]"#).unwrap() else { panic!() };
+    /// let VoltEvent::CommandResponse(r) = VoltEvent::from_packet(p).unwrap() else { panic!() };
+    /// assert!(r.ok && r.data.is_none());
+    /// ```
+    pub fn from_packet(complete: Complete) -> Result<VoltEvent, DecodeError> {
+        let Complete {
+            packet,
+            attachments,
+        } = complete;
+        if !matches!(
+            packet.packet_type,
+            PacketType::Event | PacketType::BinaryEvent
+        ) {
+            return Err(DecodeError::payload(
+                format!("{:?}", packet.packet_type),
+                "not an event",
+            ));
+        }
+        let Some(Value::Array(mut args)) = packet.data else {
+            return Err(DecodeError::payload("EVENT", "must be an array"));
+        };
+        if args.is_empty() {
+            return Err(DecodeError::payload("EVENT", "has no name"));
+        }
+        let name = match args.remove(0) {
+            Value::String(s) => s,
+            other => return Err(DecodeError::UnknownEvent(other.to_string())),
+        };
+        let arg = if args.is_empty() {
+            Value::Null
+        } else {
+            args.swap_remove(0)
+        };
+        Self::from_args(&name, arg, attachments)
+    }
+
+    /// Reads an event from its name, first argument and attachments.
+    pub fn from_args(
+        name: &str,
+        arg: Value,
+        mut attachments: Vec<Vec<u8>>,
+    ) -> Result<VoltEvent, DecodeError> {
+        let bad = |e: serde_json::Error| DecodeError::payload(name, e.to_string());
+        Ok(match name {
+            names::COMMAND => VoltEvent::Command(serde_json::from_value(arg).map_err(bad)?),
+            names::COMMAND_RESPONSE => {
+                VoltEvent::CommandResponse(serde_json::from_value(arg).map_err(bad)?)
+            }
+            names::REVERSE_COMMAND => {
+                VoltEvent::ReverseCommand(serde_json::from_value(arg).map_err(bad)?)
+            }
+            names::REVERSE_RESPONSE => {
+                let r: ReverseResponseIn = serde_json::from_value(arg).map_err(bad)?;
+                let body = match (r.data, r.body, r.stream) {
+                    (None, None, None | Some(false)) => ReplyBody::None,
+                    (Some(d), None, None | Some(false)) => ReplyBody::Data(d),
+                    (None, Some(b), None | Some(false)) => {
+                        ReplyBody::Body(take_attachment(name, &b, &mut attachments)?)
+                    }
+                    (None, None, Some(true)) => ReplyBody::Stream,
+                    _ => {
+                        return Err(DecodeError::payload(
+                            name,
+                            "data, body and stream are mutually exclusive",
+                        ))
+                    }
+                };
+                VoltEvent::ReverseResponse(ReverseResponse {
+                    request_id: r.request_id,
+                    command: r.command,
+                    status: r.status,
+                    headers: r.headers,
+                    body,
+                    error: r.error,
+                })
+            }
+            names::REVERSE_STREAM => {
+                #[derive(Deserialize)]
+                #[serde(rename_all = "camelCase")]
+                struct In {
+                    request_id: String,
+                    seq: u64,
+                    chunk: Value,
+                }
+                let s: In = serde_json::from_value(arg).map_err(bad)?;
+                VoltEvent::ReverseStream(ReverseStream {
+                    chunk: take_attachment(name, &s.chunk, &mut attachments)?,
+                    request_id: s.request_id,
+                    seq: s.seq,
+                })
+            }
+            names::REVERSE_STREAM_END => {
+                VoltEvent::ReverseStreamEnd(serde_json::from_value(arg).map_err(bad)?)
+            }
+            names::MESSAGE => {
+                VoltEvent::Message(TeamClusterDaemonMessage::from_value(arg).map_err(bad)?)
+            }
+            other => return Err(DecodeError::UnknownEvent(other.to_owned())),
+        })
+    }
+
+    /// Encodes the event for `namespace`, moving its bytes (no copy of a
+    /// body or chunk).
+    ///
+    /// ```
+    /// use volt_daemon_client::protocol::envelope::{CommandRequest, VoltEvent};
+    /// let out = VoltEvent::Command(CommandRequest {
+    ///     request_id: "r1".into(), command: "echo".into(), payload: None,
+    /// }).encode("/daemon");
+    /// assert_eq!(out.text, r#"42/daemon,["command",{"requestId":"r1","command":"echo"}]"#);
+    /// ```
+    pub fn encode(self, namespace: &str) -> Outgoing {
+        let name = self.name();
+        let (json, attachments) = match self {
+            VoltEvent::Command(c) => (to_json(&c), Vec::new()),
+            VoltEvent::CommandResponse(c) => (to_json(&c), Vec::new()),
+            VoltEvent::ReverseCommand(c) => (to_json(&c), Vec::new()),
+            VoltEvent::ReverseStreamEnd(c) => (to_json(&c), Vec::new()),
+            VoltEvent::Message(m) => (
+                m.to_value().map(|v| v.to_string()).unwrap_or_default(),
+                Vec::new(),
+            ),
+            VoltEvent::ReverseStream(s) => {
+                #[derive(Serialize)]
+                #[serde(rename_all = "camelCase")]
+                struct Out<'a> {
+                    request_id: &'a str,
+                    seq: u64,
+                    chunk: Value,
+                }
+                let json = to_json(&Out {
+                    request_id: &s.request_id,
+                    seq: s.seq,
+                    chunk: placeholder(0),
+                });
+                (json, vec![s.chunk])
+            }
+            VoltEvent::ReverseResponse(r) => {
+                let (data, body, stream, attachments) = match r.body {
+                    ReplyBody::None => (None, None, None, Vec::new()),
+                    ReplyBody::Data(ref d) => (Some(d), None, None, Vec::new()),
+                    ReplyBody::Body(ref b) => (None, Some(placeholder(0)), None, vec![b.clone()]),
+                    ReplyBody::Stream => (None, None, Some(true), Vec::new()),
+                };
+                let json = to_json(&ReverseResponseOut {
+                    request_id: &r.request_id,
+                    command: &r.command,
+                    status: r.status,
+                    headers: &r.headers,
+                    data,
+                    body,
+                    stream,
+                    error: r.error.as_ref(),
+                });
+                (json, attachments)
+            }
+        };
+        Outgoing {
+            text: event_frame(namespace, name, &json, attachments.len()),
+            attachments,
+        }
+    }
+}
+
+/// The text frame of an event: `4` + header + `["name",<json>]`.
+pub fn event_frame(namespace: &str, name: &str, json: &str, attachments: usize) -> String {
+    let mut text = String::with_capacity(json.len() + namespace.len() + name.len() + 12);
+    text.push('4');
+    let packet_type = if attachments == 0 {
+        PacketType::Event
+    } else {
+        PacketType::BinaryEvent
+    };
+    encode_header(&mut text, packet_type, attachments, namespace, None);
+    text.push_str("[\"");
+    text.push_str(name);
+    text.push_str("\",");
+    text.push_str(json);
+    text.push(']');
+    text
+}
+
+fn to_json<T: Serialize>(v: &T) -> String {
+    // These envelope types contain only strings, numbers, maps and JSON
+    // values, which always serialize.
+    serde_json::to_string(v).unwrap_or_default()
+}
+
+fn take_attachment(
+    event: &str,
+    v: &Value,
+    attachments: &mut [Vec<u8>],
+) -> Result<Vec<u8>, DecodeError> {
+    let num = placeholder_num(v)
+        .ok_or_else(|| DecodeError::payload(event, "expected a binary placeholder"))?;
+    let count = attachments.len();
+    let slot = usize::try_from(num)
+        .ok()
+        .and_then(|i| attachments.get_mut(i))
+        .ok_or(DecodeError::PlaceholderOutOfRange { num, count })?;
+    Ok(std::mem::take(slot))
+}

@@ -1,0 +1,1 @@
+//! VOLT mock server.
