@@ -1,4 +1,59 @@
-//! Blocking daemon-side client for the VOLT control plane.
-pub mod protocol;
+//! A blocking, multithreaded daemon-side client for the VOLT control plane:
+//! a cluster daemon talks to the VOLT server over socket.io (Engine.IO v4
+//! over WebSocket), with no async runtime.
+//!
+//! ```no_run
+//! use volt_daemon_client::*;
+//!
+//! let mut options = ClusterDaemonClientOptions::new(
+//!     "https://volt.example.com",
+//!     "wss://volt.example.com",
+//!     DaemonCredentials::new("cluster-abc123", "daemon-password")
+//!         .with_enrollment_token("one-time-token")
+//!         .with_installed_version("1.4.2"),
+//! );
+//! options.enrollment = Some(EnrollmentOptions::new("/api/team-clusters/cluster-abc123/healthcheck"));
+//!
+//! let client = ClusterDaemonClient::new(options)?;
+//! client.on_password_rotated(|_new| { /* persist it */ });
+//! client.register_handler_fn("list-files", |_payload, _ctx| {
+//!     Ok(CommandResult::data(serde_json::json!(["a.txt"])))
+//! });
+//! client.connect()?;
+//! let reply = client.send_command("get-container-stats", None)?;
+//! # let _ = reply;
+//! client.disconnect();
+//! # Ok::<(), DaemonClientError>(())
+//! ```
+//!
+//! Threads (all named, all joined by [`ClusterDaemonClient::disconnect`]):
+//! `volt-conn` (connection state machine and the socket's only reader and
+//! writer), `volt-heartbeat`, `volt-handler-N` (reverse commands) and
+//! `volt-events` (user callbacks, in order). See `docs/ARCHITECTURE.md`.
 
-pub use protocol::message::TeamClusterDaemonMessage;
+mod backoff;
+mod client;
+mod connection;
+mod enrollment;
+mod error;
+mod events;
+mod heartbeat;
+mod options;
+mod outbox;
+mod pending;
+pub mod protocol;
+mod reverse_channel;
+mod transport;
+
+pub use backoff::Backoff;
+pub use client::ClusterDaemonClient;
+pub(crate) use client::Shared;
+pub use error::{DaemonClientError, DaemonClientErrorCode};
+pub use heartbeat::HEARTBEAT_COMMAND;
+pub use options::{
+    ClusterDaemonClientOptions, DaemonCredentials, EnrollmentOptions, HandlerPoolOptions,
+    HeartbeatOptions, PayloadFactory, SocketOptions, TlsOptions,
+};
+pub use pending::PendingCommand;
+pub use protocol::message::{TeamClusterDaemonMessage, TunnelStatus};
+pub use reverse_channel::{CommandContext, CommandResult, HandlerError, ReverseChannelHandler};

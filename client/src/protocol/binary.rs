@@ -126,7 +126,9 @@ pub fn check_placeholders(v: &Value, count: usize) -> Result<(), DecodeError> {
     }
     match v {
         Value::Array(items) => items.iter().try_for_each(|i| check_placeholders(i, count)),
-        Value::Object(fields) => fields.values().try_for_each(|i| check_placeholders(i, count)),
+        Value::Object(fields) => fields
+            .values()
+            .try_for_each(|i| check_placeholders(i, count)),
         _ => Ok(()),
     }
 }

@@ -197,7 +197,9 @@ pub enum TunnelStatus {
 
 impl Serialize for TeamClusterDaemonMessage {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        self.to_value().map_err(<S::Error as serde::ser::Error>::custom)?.serialize(serializer)
+        self.to_value()
+            .map_err(<S::Error as serde::ser::Error>::custom)?
+            .serialize(serializer)
     }
 }
 

@@ -116,10 +116,12 @@ impl Packet {
             if digits.is_empty() || cur.next_char() != Some('-') {
                 return Err(DecodeError::BadAttachmentCount);
             }
-            let count: u64 = digits.parse().map_err(|_| DecodeError::TooManyAttachments {
-                count: u64::MAX,
-                max: limits.max_attachments,
-            })?;
+            let count: u64 = digits
+                .parse()
+                .map_err(|_| DecodeError::TooManyAttachments {
+                    count: u64::MAX,
+                    max: limits.max_attachments,
+                })?;
             if count > limits.max_attachments as u64 {
                 return Err(DecodeError::TooManyAttachments {
                     count,
@@ -155,7 +157,10 @@ impl Packet {
         let data = if rest.is_empty() {
             None
         } else {
-            Some(serde_json::from_str::<Value>(rest).map_err(|e| DecodeError::BadJson(e.to_string()))?)
+            Some(
+                serde_json::from_str::<Value>(rest)
+                    .map_err(|e| DecodeError::BadJson(e.to_string()))?,
+            )
         };
 
         let packet = Packet {
@@ -210,7 +215,13 @@ impl Packet {
     /// Appends everything before the JSON payload: type, attachment count,
     /// namespace and ack id.
     pub fn encode_header_into(&self, out: &mut String) {
-        encode_header(out, self.packet_type, self.attachments, &self.namespace, self.id);
+        encode_header(
+            out,
+            self.packet_type,
+            self.attachments,
+            &self.namespace,
+            self.id,
+        );
     }
 }
 

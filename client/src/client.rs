@@ -1,0 +1,526 @@
+//! `ClusterDaemonClient`: the public handle, its lifecycle (connect,
+//! disconnect, drop) and the calls that go through the link.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::{self, JoinHandle, ThreadId};
+use std::time::Duration;
+
+use mio::Waker;
+use parking_lot::{Mutex, RwLock};
+use serde_json::Value;
+
+use crate::connection::{self, ConnContext};
+use crate::enrollment;
+use crate::error::{DaemonClientError, DaemonClientErrorCode};
+use crate::events::{self, Callbacks, ClientEvent, EventSink, EventThread};
+use crate::options::ClusterDaemonClientOptions;
+use crate::outbox::OutboxError;
+use crate::pending::{Link, PendingCommand};
+use crate::protocol::envelope::VoltEvent;
+use crate::protocol::message::TeamClusterDaemonMessage;
+use crate::reverse_channel::{
+    CommandContext, CommandResult, HandlerError, HandlerPool, Handlers, ReverseChannelHandler,
+};
+use crate::transport::Target;
+
+/// State shared by the handle and the client's threads.
+pub(crate) struct Shared {
+    pub(crate) options: ClusterDaemonClientOptions,
+    pub(crate) password: RwLock<String>,
+    enrolled: AtomicBool,
+    pub(crate) link: Arc<Link>,
+    handlers: Arc<Handlers>,
+    callbacks: Arc<Callbacks>,
+    runtime: Mutex<Option<Runtime>>,
+    connecting: Mutex<()>,
+    generation: AtomicU64,
+}
+
+/// The threads of one connect() .. disconnect() span.
+struct Runtime {
+    sink: EventSink,
+    events: EventThread,
+    pool: HandlerPool,
+    conn: Option<ConnThread>,
+}
+
+struct ConnThread {
+    handle: JoinHandle<()>,
+    stop: Arc<AtomicBool>,
+    waker: Arc<Waker>,
+}
+
+impl ConnThread {
+    fn stop_and_join(self) {
+        self.stop.store(true, Ordering::Release);
+        let _ = self.waker.wake();
+        if self.handle.thread().id() != thread::current().id() {
+            let _ = self.handle.join();
+        }
+    }
+}
+
+struct Inner {
+    shared: Arc<Shared>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.shared.disconnect();
+    }
+}
+
+/// The daemon-side client of the VOLT control plane: blocking, thread-safe,
+/// cheap to clone (clones share one connection).
+///
+/// ```no_run
+/// use volt_daemon_client::*;
+///
+/// let options = ClusterDaemonClientOptions::new(
+///     "http://127.0.0.1:8080",
+///     "ws://127.0.0.1:8080",
+///     DaemonCredentials::new("cluster-1", "password"),
+/// );
+/// let client = ClusterDaemonClient::new(options)?;
+/// client.register_handler_fn("echo", |payload, _ctx| Ok(CommandResult::data(payload)));
+/// client.on_message(|m| println!("message: {}", m.message_type()));
+/// client.connect()?;
+/// let stats = client.send_command("get-container-stats", Some(serde_json::json!({"id": "c1"})))?;
+/// println!("{stats:?}");
+/// client.disconnect();
+/// # Ok::<(), DaemonClientError>(())
+/// ```
+#[derive(Clone)]
+pub struct ClusterDaemonClient {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for ClusterDaemonClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterDaemonClient")
+            .field(
+                "team_cluster_id",
+                &self.inner.shared.options.credentials.team_cluster_id,
+            )
+            .field("ready", &self.is_ready())
+            .finish()
+    }
+}
+
+fn config_error(code: DaemonClientErrorCode, why: impl Into<String>) -> DaemonClientError {
+    DaemonClientError::new(code, format!("invalid options: {}", why.into()))
+}
+
+fn validate(o: &ClusterDaemonClientOptions) -> Result<(), DaemonClientError> {
+    use DaemonClientErrorCode::{EnrollmentFailed, SocketConnectionFailed};
+    if o.credentials.team_cluster_id.is_empty() {
+        return Err(config_error(
+            SocketConnectionFailed,
+            "team_cluster_id is empty",
+        ));
+    }
+    Target::parse(&o.control_socket_url, &o.socket)
+        .map_err(|e| config_error(SocketConnectionFailed, e))?;
+    if !o.socket.namespace.starts_with('/') || o.socket.namespace.contains(',') {
+        return Err(config_error(
+            SocketConnectionFailed,
+            "socket.namespace must start with '/' and hold no comma",
+        ));
+    }
+    if !(0.0..=1.0).contains(&o.socket.randomization_factor) {
+        return Err(config_error(
+            SocketConnectionFailed,
+            "socket.randomization_factor must be within [0, 1]",
+        ));
+    }
+    if o.heartbeat.interval.is_zero() {
+        return Err(config_error(
+            SocketConnectionFailed,
+            "heartbeat.interval must be positive",
+        ));
+    }
+    if let Some(e) = &o.enrollment {
+        if e.enabled == Some(true) && o.credentials.enrollment_token.is_none() {
+            return Err(config_error(
+                EnrollmentFailed,
+                "enrollment.enabled is true but there is no enrollment_token",
+            ));
+        }
+        if e.enabled != Some(false) {
+            enrollment::resolve_url(&o.server_url, &e.url)
+                .map_err(|m| config_error(EnrollmentFailed, m))?;
+        }
+    }
+    Ok(())
+}
+
+impl ClusterDaemonClient {
+    /// Validates `options`; starts nothing.
+    pub fn new(options: ClusterDaemonClientOptions) -> Result<Self, DaemonClientError> {
+        validate(&options)?;
+        let password = RwLock::new(options.credentials.daemon_password.clone());
+        Ok(ClusterDaemonClient {
+            inner: Arc::new(Inner {
+                shared: Arc::new(Shared {
+                    options,
+                    password,
+                    enrolled: AtomicBool::new(false),
+                    link: Arc::new(Link::default()),
+                    handlers: Arc::new(Handlers::default()),
+                    callbacks: Arc::new(Callbacks::default()),
+                    runtime: Mutex::new(None),
+                    connecting: Mutex::new(()),
+                    generation: AtomicU64::new(0),
+                }),
+            }),
+        })
+    }
+
+    fn shared(&self) -> &Arc<Shared> {
+        &self.inner.shared
+    }
+
+    /// Enrollment (once, when configured), then socket, registration and
+    /// heartbeat. Returns once ready, or with the first error: a failed
+    /// first connect is not retried. A no-op when already ready.
+    pub fn connect(&self) -> Result<(), DaemonClientError> {
+        self.shared().connect()
+    }
+
+    /// Disconnects gracefully (`41`, close frame), stops reconnection and
+    /// joins every thread before returning. Idempotent.
+    pub fn disconnect(&self) {
+        self.shared().disconnect();
+    }
+
+    /// Whether the client is connected and registered.
+    pub fn is_ready(&self) -> bool {
+        self.shared().link.is_ready()
+    }
+
+    /// Sends a command and waits for its reply, up to `command_timeout`.
+    pub fn send_command(
+        &self,
+        command: &str,
+        payload: Option<Value>,
+    ) -> Result<Option<Value>, DaemonClientError> {
+        self.start_command(command, payload)?.wait()
+    }
+
+    /// Sends a command and waits for its reply, up to `timeout`.
+    pub fn send_command_with_timeout(
+        &self,
+        command: &str,
+        payload: Option<Value>,
+        timeout: Duration,
+    ) -> Result<Option<Value>, DaemonClientError> {
+        self.start_command_with_timeout(command, payload, timeout)?
+            .wait()
+    }
+
+    /// Sends a command now; [`PendingCommand::wait`] gives its outcome.
+    /// `SOCKET_NOT_READY` at once when not ready.
+    pub fn start_command(
+        &self,
+        command: &str,
+        payload: Option<Value>,
+    ) -> Result<PendingCommand, DaemonClientError> {
+        let timeout = self.shared().options.command_timeout;
+        self.start_command_with_timeout(command, payload, timeout)
+    }
+
+    /// Like [`start_command`](Self::start_command) with its own timeout.
+    pub fn start_command_with_timeout(
+        &self,
+        command: &str,
+        payload: Option<Value>,
+        timeout: Duration,
+    ) -> Result<PendingCommand, DaemonClientError> {
+        self.shared().link.start_pending(command, payload, timeout)
+    }
+
+    /// Sends a typed command and reads the reply into `T` (`Option<T>` for
+    /// commands that may answer without data).
+    pub fn send_command_as<T: serde::de::DeserializeOwned>(
+        &self,
+        command: &str,
+        payload: Option<Value>,
+    ) -> Result<T, DaemonClientError> {
+        let data = self.send_command(command, payload)?.unwrap_or(Value::Null);
+        serde_json::from_value(data).map_err(|e| {
+            DaemonClientError::protocol(format!(
+                "the reply to {command:?} does not have the expected shape: {e}"
+            ))
+        })
+    }
+
+    /// Sends a fire-and-forget message. `EMIT_FAILED` when not ready or when
+    /// it cannot be queued; `PAYLOAD_TOO_LARGE` over the server's `maxPayload`.
+    pub fn emit(&self, message: &TeamClusterDaemonMessage) -> Result<(), DaemonClientError> {
+        let emit_failed =
+            |why: &str| DaemonClientError::new(DaemonClientErrorCode::EmitFailed, why);
+        let Some((outbox, namespace)) = self.shared().link.outbox() else {
+            return Err(emit_failed("the client is not connected and registered"));
+        };
+        let out = VoltEvent::Message(message.clone()).encode(&namespace);
+        let deadline = std::time::Instant::now() + self.shared().options.command_timeout;
+        outbox.send(out, deadline).map_err(|e| match e {
+            OutboxError::TooLarge { size, max } => DaemonClientError::new(
+                DaemonClientErrorCode::PayloadTooLarge,
+                format!("message is {size} bytes; the server accepts {max}"),
+            ),
+            OutboxError::Timeout => emit_failed("the outgoing queue stayed full"),
+            OutboxError::Closed => emit_failed("the connection was lost"),
+        })
+    }
+
+    /// Registers the handler of a reverse command (replacing an earlier
+    /// one). Handlers survive reconnection.
+    pub fn register_handler(&self, command: &str, handler: impl ReverseChannelHandler) -> &Self {
+        self.shared()
+            .handlers
+            .insert(command.to_owned(), Arc::new(handler));
+        self
+    }
+
+    /// Registers a closure as the handler of a reverse command.
+    ///
+    /// ```
+    /// # use volt_daemon_client::*;
+    /// # let client = ClusterDaemonClient::new(ClusterDaemonClientOptions::new("http://127.0.0.1:1", "ws://127.0.0.1:1", DaemonCredentials::new("c", "p"))).unwrap();
+    /// client.register_handler_fn("echo", |payload, _ctx| Ok(CommandResult::data(payload)));
+    /// ```
+    pub fn register_handler_fn(
+        &self,
+        command: &str,
+        f: impl Fn(Value, &CommandContext) -> Result<CommandResult, HandlerError>
+            + Send
+            + Sync
+            + 'static,
+    ) -> &Self {
+        self.register_handler(command, f)
+    }
+
+    /// Removes a handler; the command then gets 404 `UNKNOWN_COMMAND`.
+    pub fn unregister_handler(&self, command: &str) -> &Self {
+        self.shared().handlers.remove(command);
+        self
+    }
+
+    /// Called with every message from the server, in order.
+    pub fn on_message(
+        &self,
+        f: impl Fn(&TeamClusterDaemonMessage) + Send + Sync + 'static,
+    ) -> &Self {
+        self.shared().callbacks.message.write().push(Arc::new(f));
+        self
+    }
+
+    /// Called each time the client becomes ready.
+    pub fn on_connected(&self, f: impl Fn() + Send + Sync + 'static) -> &Self {
+        self.shared().callbacks.connected.write().push(Arc::new(f));
+        self
+    }
+
+    /// Called on every disconnection with its reason (`io client disconnect`,
+    /// `io server disconnect`, `transport close`, `ping timeout`, ...).
+    pub fn on_disconnected(&self, f: impl Fn(&str) + Send + Sync + 'static) -> &Self {
+        self.shared()
+            .callbacks
+            .disconnected
+            .write()
+            .push(Arc::new(f));
+        self
+    }
+
+    /// Called with errors no caller receives (heartbeats, handlers, protocol).
+    pub fn on_error(&self, f: impl Fn(&DaemonClientError) + Send + Sync + 'static) -> &Self {
+        self.shared().callbacks.error.write().push(Arc::new(f));
+        self
+    }
+
+    /// Called with the new password when enrollment rotates it.
+    pub fn on_password_rotated(&self, f: impl Fn(&str) + Send + Sync + 'static) -> &Self {
+        self.shared()
+            .callbacks
+            .password_rotated
+            .write()
+            .push(Arc::new(f));
+        self
+    }
+
+    /// The team cluster id.
+    pub fn team_cluster_id(&self) -> String {
+        self.shared().options.credentials.team_cluster_id.clone()
+    }
+
+    /// The current daemon password (the rotated one after enrollment rotated it).
+    pub fn daemon_password(&self) -> String {
+        self.shared().password.read().clone()
+    }
+
+    /// Commands awaiting a reply (diagnostics).
+    pub fn pending_commands(&self) -> usize {
+        self.shared().link.pending_count()
+    }
+}
+
+impl Shared {
+    fn start_runtime(&self) -> Result<Runtime, DaemonClientError> {
+        let spawn_failed = |e: std::io::Error| {
+            DaemonClientError::connection(format!("spawning a thread failed: {e}"))
+        };
+        let (sink, events) = events::spawn(self.callbacks.clone()).map_err(spawn_failed)?;
+        let pool = HandlerPool::spawn(
+            self.options.handlers.threads,
+            self.options.handlers.queue_capacity,
+            self.handlers.clone(),
+            sink.clone(),
+            self.options.command_timeout,
+        )
+        .map_err(spawn_failed)?;
+        Ok(Runtime {
+            sink,
+            events,
+            pool,
+            conn: None,
+        })
+    }
+
+    fn connect(self: &Arc<Self>) -> Result<(), DaemonClientError> {
+        let _one_at_a_time = self.connecting.lock();
+        if self.link.is_ready() {
+            return Ok(());
+        }
+        let generation = self.generation.load(Ordering::Acquire);
+        let sink = {
+            let mut rt = self.runtime.lock();
+            if rt.is_none() {
+                *rt = Some(self.start_runtime()?);
+            }
+            let runtime = rt.as_mut().expect("just set");
+            // A connection thread still backing off is replaced by this attempt.
+            if let Some(old) = runtime.conn.take() {
+                drop(rt);
+                old.stop_and_join();
+                rt = self.runtime.lock();
+            }
+            match rt.as_ref() {
+                Some(r) => r.sink.clone(),
+                None => return Err(interrupted()),
+            }
+        };
+        self.enroll_once(&sink)?;
+        let (first_tx, first_rx) = crossbeam_channel::bounded(1);
+        {
+            let mut rt = self.runtime.lock();
+            let Some(runtime) = rt.as_mut() else {
+                return Err(interrupted());
+            };
+            if self.generation.load(Ordering::Acquire) != generation {
+                return Err(interrupted());
+            }
+            let stop = Arc::new(AtomicBool::new(false));
+            let (reactor, waker) = connection::reactor(stop.clone()).map_err(|e| {
+                DaemonClientError::connection(format!("creating the poller failed: {e}"))
+            })?;
+            let ctx = ConnContext {
+                shared: self.clone(),
+                events: runtime.sink.clone(),
+                jobs: runtime.pool.sender(),
+                stop: stop.clone(),
+                first: Some(first_tx),
+            };
+            let handle = connection::spawn(ctx, reactor, waker.clone()).map_err(|e| {
+                DaemonClientError::connection(format!("spawning a thread failed: {e}"))
+            })?;
+            runtime.conn = Some(ConnThread {
+                handle,
+                stop,
+                waker,
+            });
+        }
+        // The connection thread always answers: it is bounded by connect_timeout.
+        let result = first_rx.recv().unwrap_or_else(|_| Err(interrupted()));
+        if result.is_err() {
+            let conn = self.runtime.lock().as_mut().and_then(|r| r.conn.take());
+            if let Some(c) = conn {
+                c.stop_and_join();
+            }
+        }
+        result
+    }
+
+    fn enroll_once(&self, sink: &EventSink) -> Result<(), DaemonClientError> {
+        if self.enrolled.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let Some((enrollment, token)) = enrollment::wanted(&self.options) else {
+            return Ok(());
+        };
+        let generation = self.generation.load(Ordering::Acquire);
+        let current = self.password.read().clone();
+        let rotated = enrollment::enroll(&self.options, enrollment, token, &current)?;
+        if self.generation.load(Ordering::Acquire) != generation {
+            return Err(interrupted());
+        }
+        self.enrolled.store(true, Ordering::Release);
+        if let Some(new_password) = rotated {
+            log::info!("enrollment rotated the daemon password");
+            *self.password.write() = new_password.clone();
+            sink.post(ClientEvent::PasswordRotated(new_password));
+        }
+        Ok(())
+    }
+
+    pub(crate) fn disconnect(&self) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        let Some(runtime) = self.runtime.lock().take() else {
+            return;
+        };
+        let me = thread::current().id();
+        let Runtime {
+            sink,
+            events,
+            pool,
+            conn,
+        } = runtime;
+        if let Some(c) = conn {
+            c.stop_and_join();
+        }
+        self.link.detach("the client disconnected");
+        pool.stop(me);
+        drop(sink);
+        join_unless_self(events.handle, events.id, me);
+        log::info!("client stopped");
+    }
+}
+
+fn interrupted() -> DaemonClientError {
+    DaemonClientError::connection("connect() interrupted by disconnect()")
+}
+
+fn join_unless_self(handle: JoinHandle<()>, id: ThreadId, me: ThreadId) {
+    if id != me {
+        let _ = handle.join();
+    }
+}
+
+impl HandlerPool {
+    /// Closes the queue and joins the workers (except the caller, when
+    /// `disconnect()` runs inside a handler).
+    fn stop(self, me: ThreadId) {
+        let HandlerPool {
+            tx,
+            threads,
+            stopping,
+        } = self;
+        stopping.store(true, Ordering::Release);
+        drop(tx);
+        for t in threads {
+            let id = t.thread().id();
+            join_unless_self(t, id, me);
+        }
+    }
+}

@@ -1,0 +1,627 @@
+//! The `volt-conn` thread: it owns the connection state machine. It opens
+//! the socket, registers, runs the I/O loop (the only reader and writer of
+//! the socket), and reconnects with backoff after a transport loss.
+//!
+//! One thread does both reading and writing because a TLS stream cannot be
+//! split: the thread sleeps in `mio::Poll`, woken by the socket or by the
+//! outbox's waker, reads until the socket would block, then drains the
+//! outbox in one batch and flushes once.
+
+use std::io;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Sender;
+use mio::{Poll, Waker};
+use serde_json::{json, Value};
+use tungstenite::{Message, WebSocket};
+
+use crate::backoff::Backoff;
+use crate::error::{DaemonClientError, DaemonClientErrorCode};
+use crate::events::{ClientEvent, EventSink};
+use crate::heartbeat::Heartbeat;
+use crate::outbox::{outbox, Outbox, OutboxReceiver};
+use crate::pending::Link;
+use crate::protocol::envelope::{Outgoing, VoltEvent};
+use crate::protocol::socket::{Packet, PacketType};
+use crate::protocol::{DecodeError, Decoder, Incoming, Limits};
+use crate::reverse_channel::{error_reply, Job, JobSender};
+use crate::transport::{self, Reactor, Stream, Target, WAKER};
+use crate::Shared;
+
+/// Frames read, or outbox items written, per loop turn before the thread
+/// looks at the other direction: neither starves the other.
+const BATCH: usize = 256;
+
+/// What the connection thread needs.
+pub(crate) struct ConnContext {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) events: EventSink,
+    pub(crate) jobs: JobSender,
+    pub(crate) stop: Arc<AtomicBool>,
+    pub(crate) first: Option<Sender<Result<(), DaemonClientError>>>,
+}
+
+/// Why a live session ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum End {
+    /// `disconnect()`.
+    Stopped,
+    /// The server sent `41`: no reconnect.
+    Kicked,
+    /// Transport loss or protocol failure: reconnect.
+    Lost(&'static str),
+}
+
+impl End {
+    fn reason(&self) -> &'static str {
+        match self {
+            End::Stopped => "io client disconnect",
+            End::Kicked => "io server disconnect",
+            End::Lost(r) => r,
+        }
+    }
+}
+
+/// Creates the poll and its waker; the waker is how other threads reach the
+/// connection thread.
+pub(crate) fn reactor(stop: Arc<AtomicBool>) -> io::Result<(Reactor, Arc<Waker>)> {
+    let poll = Poll::new()?;
+    let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+    Ok((
+        Reactor {
+            poll,
+            events: mio::Events::with_capacity(64),
+            stop,
+        },
+        waker,
+    ))
+}
+
+pub(crate) fn spawn(
+    ctx: ConnContext,
+    reactor: Reactor,
+    waker: Arc<Waker>,
+) -> io::Result<JoinHandle<()>> {
+    thread::Builder::new()
+        .name("volt-conn".into())
+        .spawn(move || {
+            Supervisor {
+                ctx,
+                reactor,
+                waker,
+            }
+            .run()
+        })
+}
+
+struct Supervisor {
+    ctx: ConnContext,
+    reactor: Reactor,
+    waker: Arc<Waker>,
+}
+
+impl Supervisor {
+    fn run(mut self) {
+        let shared = self.ctx.shared.clone();
+        let socket = &shared.options.socket;
+        let mut backoff = Backoff::new(
+            socket.reconnect_base_delay,
+            socket.reconnect_max_delay,
+            socket.randomization_factor,
+            socket.rng_seed,
+        );
+        let mut attempt: u32 = 0;
+        loop {
+            match self.session() {
+                Ok((end, registered)) => {
+                    if registered {
+                        attempt = 0;
+                    }
+                    if !matches!(end, End::Lost(_)) {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    if let Some(first) = self.ctx.first.take() {
+                        let _ = first.send(Err(e));
+                        return;
+                    }
+                    let rejected = e.code() == DaemonClientErrorCode::SocketRegistrationFailed;
+                    self.ctx.events.error(e);
+                    if rejected || self.ctx.stop.load(Ordering::Acquire) {
+                        return;
+                    }
+                }
+            }
+            if !socket.reconnect {
+                return;
+            }
+            if socket
+                .max_reconnect_attempts
+                .is_some_and(|max| attempt >= max)
+            {
+                self.ctx.events.error(DaemonClientError::connection(format!(
+                    "gave up reconnecting after {attempt} attempts (max_reconnect_attempts)"
+                )));
+                return;
+            }
+            let delay = backoff.delay(attempt);
+            attempt = attempt.saturating_add(1);
+            log::info!("reconnecting in {delay:?} (attempt {attempt})");
+            if !self.sleep(delay) {
+                return;
+            }
+        }
+    }
+
+    /// Sleeps for `delay` unless stopped; false when stopped.
+    fn sleep(&mut self, delay: Duration) -> bool {
+        let until = Instant::now() + delay;
+        loop {
+            match self.reactor.wait(until) {
+                Ok(()) => continue,
+                Err(transport::Interrupted::Deadline) => return true,
+                Err(transport::Interrupted::Stopped) => return false,
+            }
+        }
+    }
+
+    /// One connection, from opening to its end. `Err` when it never became
+    /// ready; otherwise why it ended and whether registration succeeded.
+    fn session(&mut self) -> Result<(End, bool), DaemonClientError> {
+        let shared = self.ctx.shared.clone();
+        let opts = &shared.options;
+        let target = Target::parse(&opts.control_socket_url, &opts.socket)
+            .map_err(DaemonClientError::connection)?;
+        let deadline = Instant::now() + opts.socket.connect_timeout;
+        let opened = transport::open(&mut self.reactor, &target, &opts.socket, deadline)?;
+        let max_payload = usize::try_from(opened.handshake.max_payload).unwrap_or(usize::MAX);
+        let (outbox, out_rx) = outbox(self.waker.clone(), max_payload);
+        let mut io = Io {
+            ws: opened.ws,
+            decoder: Decoder::new(Limits {
+                max_frame_bytes: opts.socket.max_incoming_frame_bytes,
+                ..Limits::default()
+            }),
+            namespace: opts.socket.namespace.clone(),
+            ping_window: opened.handshake.ping_deadline(),
+            last_ping: Instant::now(),
+            blocked: false,
+            events: self.ctx.events.clone(),
+            jobs: self.ctx.jobs.clone(),
+            outbox: outbox.clone(),
+            link: shared.link.clone(),
+            reply_timeout: opts.command_timeout,
+            registered: false,
+        };
+        let result = self.register_and_serve(&mut io, &out_rx, outbox, deadline);
+        let _ = self
+            .reactor
+            .poll
+            .registry()
+            .deregister(io.ws.get_mut().tcp());
+        result
+    }
+
+    fn register_and_serve(
+        &mut self,
+        io: &mut Io,
+        out_rx: &OutboxReceiver,
+        outbox: Outbox,
+        deadline: Instant,
+    ) -> Result<(End, bool), DaemonClientError> {
+        let shared = self.ctx.shared.clone();
+        let opts = &shared.options;
+        io.send_connect(&shared)?;
+        match io.run(&mut self.reactor, None, Some(deadline)) {
+            Flow::Registered => io.registered = true,
+            Flow::Rejected(e) => return Err(e),
+            Flow::End(End::Stopped) => {
+                io.close_gracefully(&mut self.reactor, false);
+                return Err(DaemonClientError::connection(
+                    "registration interrupted by disconnect()",
+                ));
+            }
+            Flow::End(end) => {
+                return Err(DaemonClientError::connection(format!(
+                    "connection lost during registration ({})",
+                    end.reason()
+                )))
+            }
+            Flow::Continue => unreachable!("run() returns only on a decisive flow"),
+        }
+        log::info!(
+            "registered cluster {} on {}",
+            opts.credentials.team_cluster_id,
+            opts.socket.namespace
+        );
+        shared.link.attach(outbox, &opts.socket.namespace);
+        if let Some(first) = self.ctx.first.take() {
+            let _ = first.send(Ok(()));
+        }
+        self.ctx.events.post(ClientEvent::Connected);
+        let heartbeat = Heartbeat::spawn(
+            shared.link.clone(),
+            opts.heartbeat.clone(),
+            opts.command_timeout,
+            self.ctx.events.clone(),
+            opts.socket.rng_seed,
+        );
+        let end = match io.run(&mut self.reactor, Some(out_rx), None) {
+            Flow::End(end) => end,
+            _ => End::Lost("protocol error"),
+        };
+        shared
+            .link
+            .detach(&format!("connection lost ({})", end.reason()));
+        if let Ok(h) = heartbeat {
+            h.stop();
+        }
+        if end == End::Stopped {
+            io.close_gracefully(&mut self.reactor, true);
+        }
+        log::info!("disconnected: {}", end.reason());
+        self.ctx
+            .events
+            .post(ClientEvent::Disconnected(end.reason().to_owned()));
+        Ok((end, true))
+    }
+}
+
+/// What handling input decided.
+enum Flow {
+    Continue,
+    Registered,
+    Rejected(DaemonClientError),
+    End(End),
+}
+
+/// The live socket and everything the loop needs to route what it reads.
+struct Io {
+    ws: WebSocket<Stream>,
+    decoder: Decoder,
+    namespace: String,
+    ping_window: Duration,
+    last_ping: Instant,
+    /// The socket would block on write: stop draining the outbox until it
+    /// becomes writable again, so memory stays bounded.
+    blocked: bool,
+    events: EventSink,
+    jobs: JobSender,
+    outbox: Outbox,
+    link: Arc<Link>,
+    reply_timeout: Duration,
+    registered: bool,
+}
+
+fn is_would_block(e: &tungstenite::Error) -> bool {
+    matches!(e, tungstenite::Error::Io(io) if io.kind() == io::ErrorKind::WouldBlock)
+}
+
+impl Io {
+    fn registering(&self) -> bool {
+        !self.registered
+    }
+
+    fn send_connect(&mut self, shared: &Shared) -> Result<(), DaemonClientError> {
+        let creds = &shared.options.credentials;
+        let auth = json!({
+            "teamClusterId": creds.team_cluster_id,
+            "daemonPassword": *shared.password.read(),
+            "installedVersion": creds.installed_version,
+            "client": concat!(env!("CARGO_PKG_NAME"), "/", env!("CARGO_PKG_VERSION")),
+        });
+        let mut text = String::from("4");
+        Packet::new(PacketType::Connect, self.namespace.clone(), Some(auth)).encode_into(&mut text);
+        log::trace!("> 40{},{{<auth redacted>}}", self.namespace);
+        self.write(Message::text(text))
+            .and_then(|()| self.flush())
+            .map_err(|e| {
+                DaemonClientError::connection(format!("sending the registration failed: {e}"))
+            })
+    }
+
+    fn write(&mut self, msg: Message) -> Result<(), tungstenite::Error> {
+        match self.ws.write(msg) {
+            Err(e) if is_would_block(&e) => Ok(()),
+            other => other,
+        }
+    }
+
+    /// Flushes; a would-block leaves the rest buffered and marks the socket blocked.
+    fn flush(&mut self) -> Result<(), tungstenite::Error> {
+        match self.ws.flush() {
+            Ok(()) => {
+                self.blocked = false;
+                Ok(())
+            }
+            Err(e) if is_would_block(&e) => {
+                self.blocked = true;
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn write_outgoing(&mut self, out: Outgoing) -> Result<(), tungstenite::Error> {
+        log::trace!("> {}", out.text);
+        self.write(Message::text(out.text))?;
+        for a in out.attachments {
+            log::trace!("> <binary {} bytes>", a.len());
+            self.write(Message::binary(a))?;
+        }
+        Ok(())
+    }
+
+    /// The loop: until a decisive flow. `out_rx` is drained once ready;
+    /// `deadline` bounds registration.
+    fn run(
+        &mut self,
+        reactor: &mut Reactor,
+        out_rx: Option<&OutboxReceiver>,
+        deadline: Option<Instant>,
+    ) -> Flow {
+        let mut again = true;
+        loop {
+            let ping_deadline = self.last_ping + self.ping_window;
+            let wake = deadline.map_or(ping_deadline, |d| d.min(ping_deadline));
+            let timeout = if again {
+                Duration::ZERO
+            } else {
+                wake.saturating_duration_since(Instant::now())
+            };
+            if let Err(e) = reactor.poll.poll(&mut reactor.events, Some(timeout)) {
+                if e.kind() != io::ErrorKind::Interrupted {
+                    log::error!("poll failed: {e}");
+                    return Flow::End(End::Lost("transport error"));
+                }
+            }
+            if reactor.stop.load(Ordering::Acquire) {
+                return Flow::End(End::Stopped);
+            }
+            let (flow, more_to_read) = self.read_batch();
+            if !matches!(flow, Flow::Continue) {
+                return flow;
+            }
+            let more_to_write = match out_rx {
+                Some(rx) if !self.blocked => match self.drain(rx) {
+                    Ok(more) => more,
+                    Err(flow) => return flow,
+                },
+                _ => false,
+            };
+            if let Err(e) = self.flush() {
+                log::info!("write failed: {e}");
+                return Flow::End(End::Lost("transport close"));
+            }
+            again = more_to_read || (more_to_write && !self.blocked);
+            let now = Instant::now();
+            if now >= self.last_ping + self.ping_window {
+                return Flow::End(End::Lost("ping timeout"));
+            }
+            if deadline.is_some_and(|d| now >= d) {
+                return Flow::Rejected(DaemonClientError::connection(
+                    "registration got no answer within connect_timeout",
+                ));
+            }
+        }
+    }
+
+    /// Drains up to a batch from the outbox; true when more may wait.
+    fn drain(&mut self, rx: &OutboxReceiver) -> Result<bool, Flow> {
+        rx.disarm();
+        for _ in 0..BATCH {
+            let Some(out) = rx.try_recv() else {
+                return Ok(false);
+            };
+            if let Err(e) = self.write_outgoing(out) {
+                log::info!("write failed: {e}");
+                return Err(Flow::End(End::Lost("transport close")));
+            }
+        }
+        Ok(true)
+    }
+
+    /// Reads up to a batch of frames; the flag says the socket may hold more.
+    fn read_batch(&mut self) -> (Flow, bool) {
+        for _ in 0..BATCH {
+            let flow = match self.ws.read() {
+                Ok(Message::Text(text)) => {
+                    log::trace!("< {}", text.as_str());
+                    let decoded = self.decoder.text(text.as_str());
+                    self.on_decoded(decoded)
+                }
+                Ok(Message::Binary(bytes)) => {
+                    log::trace!("< <binary {} bytes>", bytes.len());
+                    let decoded = self.decoder.binary(bytes.into());
+                    self.on_decoded(decoded)
+                }
+                Ok(Message::Close(_)) => Flow::End(End::Lost("transport close")),
+                Ok(_) => Flow::Continue,
+                Err(e) if is_would_block(&e) => return (Flow::Continue, false),
+                Err(tungstenite::Error::Capacity(e)) => {
+                    self.events.error(DaemonClientError::protocol(format!(
+                        "incoming frame over max_incoming_frame_bytes: {e}"
+                    )));
+                    Flow::End(End::Lost("protocol error"))
+                }
+                Err(tungstenite::Error::Utf8(e)) => {
+                    self.events.error(DaemonClientError::protocol(format!(
+                        "text frame is not valid UTF-8: {e}"
+                    )));
+                    Flow::End(End::Lost("protocol error"))
+                }
+                Err(tungstenite::Error::Protocol(e)) => {
+                    self.events.error(DaemonClientError::protocol(format!(
+                        "WebSocket protocol violation: {e}"
+                    )));
+                    Flow::End(End::Lost("protocol error"))
+                }
+                Err(e) => {
+                    log::info!("read failed: {e}");
+                    Flow::End(End::Lost("transport close"))
+                }
+            };
+            if !matches!(flow, Flow::Continue) {
+                return (flow, true);
+            }
+        }
+        (Flow::Continue, true)
+    }
+
+    fn on_decoded(&mut self, decoded: Result<Option<Incoming>, DecodeError>) -> Flow {
+        match decoded {
+            Ok(None) => Flow::Continue,
+            Ok(Some(incoming)) => self.on_incoming(incoming),
+            Err(e @ DecodeError::FrameTooLarge { .. }) => {
+                self.events.error(DaemonClientError::protocol(e));
+                Flow::End(End::Lost("protocol error"))
+            }
+            Err(e) => {
+                self.events.error(DaemonClientError::protocol(format!(
+                    "malformed frame dropped: {e}"
+                )));
+                Flow::Continue
+            }
+        }
+    }
+
+    fn on_incoming(&mut self, incoming: Incoming) -> Flow {
+        match incoming {
+            Incoming::Ping(data) => {
+                self.last_ping = Instant::now();
+                let pong = format!("3{data}");
+                log::trace!("> {pong}");
+                match self.write(Message::text(pong)) {
+                    Ok(()) => Flow::Continue,
+                    Err(_) => Flow::End(End::Lost("transport close")),
+                }
+            }
+            Incoming::Pong(_) | Incoming::Noop => Flow::Continue,
+            Incoming::Close => Flow::End(End::Lost("transport close")),
+            Incoming::Open(_) => {
+                self.events.error(DaemonClientError::protocol(
+                    "a second Engine.IO open packet",
+                ));
+                Flow::Continue
+            }
+            Incoming::Packet(complete) => self.on_packet(complete),
+        }
+    }
+
+    fn on_packet(&mut self, complete: crate::protocol::binary::Complete) -> Flow {
+        let packet = &complete.packet;
+        if packet.namespace != self.namespace {
+            if self.registering() && packet.packet_type == PacketType::ConnectError {
+                return Flow::Rejected(rejection(packet.data.as_ref()));
+            }
+            self.events.error(DaemonClientError::protocol(format!(
+                "packet for namespace {:?} dropped",
+                packet.namespace
+            )));
+            return Flow::Continue;
+        }
+        match packet.packet_type {
+            PacketType::Connect if self.registering() => Flow::Registered,
+            PacketType::ConnectError if self.registering() => {
+                Flow::Rejected(rejection(packet.data.as_ref()))
+            }
+            PacketType::Disconnect => Flow::End(End::Kicked),
+            PacketType::Event | PacketType::BinaryEvent if !self.registering() => {
+                match VoltEvent::from_packet(complete) {
+                    Ok(event) => self.on_event(event),
+                    Err(e) => {
+                        self.events.error(DaemonClientError::protocol(e));
+                        Flow::Continue
+                    }
+                }
+            }
+            other => {
+                self.events.error(DaemonClientError::protocol(format!(
+                    "unexpected {other:?} packet{}",
+                    if self.registering() {
+                        " during registration"
+                    } else {
+                        ""
+                    }
+                )));
+                Flow::Continue
+            }
+        }
+    }
+
+    fn on_event(&mut self, event: VoltEvent) -> Flow {
+        match event {
+            VoltEvent::CommandResponse(r) => self.link.complete(r),
+            VoltEvent::ReverseCommand(cmd) => {
+                let job = Job {
+                    command: cmd,
+                    outbox: self.outbox.clone(),
+                    namespace: self.namespace.clone(),
+                };
+                if let Err(job) = self.jobs.offer(job) {
+                    let cmd = job.command;
+                    log::warn!("handler pool saturated: {} answered 503", cmd.command);
+                    let reply =
+                        error_reply(&cmd, 503, "BUSY", "the handler pool is saturated".into());
+                    let _ = job.outbox.send(
+                        reply.encode(&self.namespace),
+                        Instant::now() + self.reply_timeout,
+                    );
+                }
+            }
+            VoltEvent::Message(m) => self.events.post(ClientEvent::Message(m)),
+            other => self.events.error(DaemonClientError::protocol(format!(
+                "the server sent a {:?} event, which only daemons send",
+                other.name()
+            ))),
+        }
+        Flow::Continue
+    }
+
+    /// Sends `41` (when registered) and a close frame, then flushes for a
+    /// short while: a best effort, the socket is dropped right after.
+    fn close_gracefully(&mut self, reactor: &mut Reactor, registered: bool) {
+        if registered {
+            let mut text = String::from("4");
+            Packet::new(PacketType::Disconnect, self.namespace.clone(), None)
+                .encode_into(&mut text);
+            let _ = self.write(Message::text(text));
+        }
+        let _ = self.ws.close(None);
+        let until = Instant::now() + Duration::from_millis(200);
+        while Instant::now() < until {
+            match self.ws.flush() {
+                Err(e) if is_would_block(&e) => {
+                    let _ = reactor.poll.poll(
+                        &mut reactor.events,
+                        Some(until.saturating_duration_since(Instant::now())),
+                    );
+                }
+                _ => return,
+            }
+        }
+    }
+}
+
+/// The error for a `44`: the server's message and `data.code`.
+fn rejection(data: Option<&Value>) -> DaemonClientError {
+    let message = match data {
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(v) => v.get("message").and_then(Value::as_str).map(str::to_owned),
+        None => None,
+    };
+    let code = data
+        .and_then(|v| v.get("data"))
+        .and_then(|d| d.get("code"))
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    DaemonClientError::new(
+        DaemonClientErrorCode::SocketRegistrationFailed,
+        "the server refused the registration",
+    )
+    .with_server(code, message)
+}

@@ -1,0 +1,242 @@
+//! The link to the current connection and the table of commands awaiting a
+//! `command-response`. One lock guards both, so a command is either sent on
+//! a ready connection and registered, or refused at once: none can slip in
+//! while a lost connection fails its pending commands.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender};
+use parking_lot::Mutex;
+use serde_json::Value;
+
+use crate::error::{DaemonClientError, DaemonClientErrorCode};
+use crate::outbox::{Outbox, OutboxError};
+use crate::protocol::envelope::{CommandRequest, CommandResponse, VoltEvent};
+
+/// What a command ends with.
+pub(crate) type Outcome = Result<Option<Value>, DaemonClientError>;
+
+/// Where a command's outcome goes: its own caller, or a shared channel (the
+/// heartbeat loop) that needs to know which request it was.
+pub(crate) type Waiter = Sender<(u128, Outcome)>;
+
+#[derive(Default)]
+struct LinkState {
+    outbox: Option<Outbox>,
+    namespace: String,
+    pending: HashMap<u128, Waiter>,
+}
+
+/// The shared link. Cheap operations only under its lock.
+#[derive(Default)]
+pub(crate) struct Link {
+    state: Mutex<LinkState>,
+}
+
+/// A command in flight; [`PendingCommand::wait`] gives its one outcome.
+///
+/// Obtained from [`ClusterDaemonClient::start_command`](crate::ClusterDaemonClient::start_command).
+/// Dropping it without waiting forgets the command (a late reply is dropped).
+///
+/// ```no_run
+/// # use volt_daemon_client::*;
+/// # fn demo(client: &ClusterDaemonClient) -> Result<(), DaemonClientError> {
+/// let pending: Vec<PendingCommand> = (0..64)
+///     .map(|i| client.start_command("echo", Some(serde_json::json!({ "i": i }))))
+///     .collect::<Result<_, _>>()?;
+/// for p in pending {
+///     p.wait()?;
+/// }
+/// # Ok(()) }
+/// ```
+pub struct PendingCommand {
+    id: u128,
+    command: String,
+    deadline: Instant,
+    timeout: Duration,
+    rx: Receiver<(u128, Outcome)>,
+    link: std::sync::Arc<Link>,
+}
+
+impl std::fmt::Debug for PendingCommand {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PendingCommand")
+            .field("command", &self.command)
+            .field("request_id", &uuid::Uuid::from_u128(self.id))
+            .finish()
+    }
+}
+
+impl PendingCommand {
+    /// Waits for the reply: the data (or `None`), `COMMAND_REJECTED`,
+    /// `COMMAND_TIMEOUT`, or `SOCKET_NOT_READY` if the connection is lost.
+    pub fn wait(self) -> Outcome {
+        match self.rx.recv_deadline(self.deadline) {
+            Ok((_, outcome)) => outcome,
+            Err(_) => {
+                // The reply may have raced the deadline: whoever removes the
+                // entry decides the outcome, so there is exactly one.
+                if self.link.remove(self.id) {
+                    Err(timeout_error(&self.command, self.timeout))
+                } else {
+                    // Whoever removed it sends right after (or dropped the
+                    // sender), so this does not block for long.
+                    self.rx
+                        .recv()
+                        .map(|(_, o)| o)
+                        .unwrap_or_else(|_| Err(DaemonClientError::not_ready("connection lost")))
+                }
+            }
+        }
+    }
+
+    /// The request id sent with the command.
+    pub fn request_id(&self) -> String {
+        uuid::Uuid::from_u128(self.id).to_string()
+    }
+}
+
+impl Drop for PendingCommand {
+    fn drop(&mut self) {
+        self.link.remove(self.id);
+    }
+}
+
+pub(crate) fn timeout_error(command: &str, timeout: Duration) -> DaemonClientError {
+    DaemonClientError::new(
+        DaemonClientErrorCode::CommandTimeout,
+        format!("command {command:?} got no response within {timeout:?}"),
+    )
+}
+
+impl Link {
+    /// Makes the link ready with a new connection's outbox.
+    pub(crate) fn attach(&self, outbox: Outbox, namespace: &str) {
+        let mut s = self.state.lock();
+        s.outbox = Some(outbox);
+        s.namespace = namespace.to_owned();
+    }
+
+    /// Makes the link not ready and fails every pending command at once.
+    pub(crate) fn detach(&self, why: &str) {
+        let pending = {
+            let mut s = self.state.lock();
+            s.outbox = None;
+            std::mem::take(&mut s.pending)
+        };
+        for (id, waiter) in pending {
+            let _ = waiter.try_send((id, Err(DaemonClientError::not_ready(why))));
+        }
+    }
+
+    pub(crate) fn is_ready(&self) -> bool {
+        self.state.lock().outbox.is_some()
+    }
+
+    /// The current outbox, when ready.
+    pub(crate) fn outbox(&self) -> Option<(Outbox, String)> {
+        let s = self.state.lock();
+        s.outbox.clone().map(|o| (o, s.namespace.clone()))
+    }
+
+    /// Sends a command and registers `waiter` for its reply.
+    pub(crate) fn start(
+        &self,
+        command: &str,
+        payload: Option<Value>,
+        timeout: Duration,
+        waiter: Waiter,
+    ) -> Result<(u128, Instant), DaemonClientError> {
+        let deadline = Instant::now() + timeout;
+        let id = uuid::Uuid::new_v4();
+        let key = id.as_u128();
+        let (outbox, namespace) = {
+            let mut s = self.state.lock();
+            let Some(outbox) = s.outbox.clone() else {
+                return Err(DaemonClientError::not_ready(
+                    "the client is not connected and registered",
+                ));
+            };
+            s.pending.insert(key, waiter);
+            (outbox, s.namespace.clone())
+        };
+        let out = VoltEvent::Command(CommandRequest {
+            request_id: id.to_string(),
+            command: command.to_owned(),
+            payload,
+        })
+        .encode(&namespace);
+        match outbox.send(out, deadline) {
+            Ok(()) => Ok((key, deadline)),
+            Err(e) => {
+                self.remove(key);
+                Err(match e {
+                    OutboxError::TooLarge { size, max } => DaemonClientError::new(
+                        DaemonClientErrorCode::PayloadTooLarge,
+                        format!("command {command:?} is {size} bytes; the server accepts {max}"),
+                    ),
+                    OutboxError::Timeout => timeout_error(command, timeout),
+                    OutboxError::Closed => DaemonClientError::not_ready("connection lost"),
+                })
+            }
+        }
+    }
+
+    /// Starts a command whose outcome goes to a fresh channel of its own.
+    pub(crate) fn start_pending(
+        self: &std::sync::Arc<Self>,
+        command: &str,
+        payload: Option<Value>,
+        timeout: Duration,
+    ) -> Result<PendingCommand, DaemonClientError> {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let (id, deadline) = self.start(command, payload, timeout, tx)?;
+        Ok(PendingCommand {
+            id,
+            command: command.to_owned(),
+            deadline,
+            timeout,
+            rx,
+            link: self.clone(),
+        })
+    }
+
+    /// Forgets a command; true when it was still pending.
+    pub(crate) fn remove(&self, id: u128) -> bool {
+        self.state.lock().pending.remove(&id).is_some()
+    }
+
+    /// Routes a `command-response` to its waiter. Unknown ids (late or never
+    /// sent) are dropped quietly.
+    pub(crate) fn complete(&self, response: CommandResponse) {
+        let Ok(id) = uuid::Uuid::parse_str(&response.request_id) else {
+            log::debug!("command-response for a request id that is not a UUID: dropped");
+            return;
+        };
+        let key = id.as_u128();
+        let Some(waiter) = self.state.lock().pending.remove(&key) else {
+            log::debug!("command-response for unknown request {id}: dropped");
+            return;
+        };
+        let outcome = if response.ok {
+            Ok(response.data.filter(|d| !d.is_null()))
+        } else {
+            let (code, message) = response
+                .error
+                .map(|e| (Some(e.code), Some(e.message)))
+                .unwrap_or((None, None));
+            Err(DaemonClientError::new(
+                DaemonClientErrorCode::CommandRejected,
+                "the server rejected the command",
+            )
+            .with_server(code, message))
+        };
+        let _ = waiter.try_send((key, outcome));
+    }
+
+    /// How many commands await a reply (for tests and leak checks).
+    pub(crate) fn pending_count(&self) -> usize {
+        self.state.lock().pending.len()
+    }
+}

@@ -1,0 +1,342 @@
+//! Opening the control socket: DNS, TCP, TLS, the WebSocket upgrade and the
+//! Engine.IO open packet, all on non-blocking sockets driven by the
+//! connection thread's `mio::Poll`, so `disconnect()` interrupts any step.
+
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use mio::net::TcpStream;
+use mio::{Events, Interest, Poll, Token};
+use tungstenite::handshake::HandshakeError;
+use tungstenite::protocol::WebSocketConfig;
+use tungstenite::{Message, WebSocket};
+
+use crate::error::DaemonClientError;
+use crate::options::{SocketOptions, TlsOptions};
+use crate::protocol::engine::{EnginePacket, Handshake};
+
+/// The poll token of the waker.
+pub(crate) const WAKER: Token = Token(0);
+/// The poll token of the socket.
+pub(crate) const SOCKET: Token = Token(1);
+
+/// A plain or TLS stream over a non-blocking mio socket.
+pub(crate) enum Stream {
+    Plain(TcpStream),
+    Tls(Box<native_tls::TlsStream<TcpStream>>),
+}
+
+impl Stream {
+    pub(crate) fn tcp(&mut self) -> &mut TcpStream {
+        match self {
+            Stream::Plain(s) => s,
+            Stream::Tls(s) => s.get_mut(),
+        }
+    }
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.read(buf),
+            Stream::Tls(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.write(buf),
+            Stream::Tls(s) => s.write(buf),
+        }
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Stream::Plain(s) => s.flush(),
+            Stream::Tls(s) => s.flush(),
+        }
+    }
+}
+
+/// The thread's poll, its event buffer and the stop flag.
+pub(crate) struct Reactor {
+    pub(crate) poll: Poll,
+    pub(crate) events: Events,
+    pub(crate) stop: std::sync::Arc<AtomicBool>,
+}
+
+/// Why waiting ended without the socket being ready.
+pub(crate) enum Interrupted {
+    Stopped,
+    Deadline,
+}
+
+impl Reactor {
+    /// Waits for any event until `deadline`. Errors when stopped or late.
+    pub(crate) fn wait(&mut self, deadline: Instant) -> Result<(), Interrupted> {
+        if self.stop.load(Ordering::Acquire) {
+            return Err(Interrupted::Stopped);
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            return Err(Interrupted::Deadline);
+        }
+        match self.poll.poll(&mut self.events, Some(deadline - now)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                log::error!("poll failed: {e}");
+                return Err(Interrupted::Stopped);
+            }
+        }
+        if self.stop.load(Ordering::Acquire) {
+            return Err(Interrupted::Stopped);
+        }
+        Ok(())
+    }
+}
+
+/// Where the socket goes, derived from `control_socket_url` and the options.
+#[derive(Debug, Clone)]
+pub(crate) struct Target {
+    pub(crate) host: String,
+    pub(crate) port: u16,
+    pub(crate) tls: bool,
+    pub(crate) url: String,
+}
+
+impl Target {
+    /// Maps `http`/`https` to `ws`/`wss` and appends the Engine.IO query.
+    pub(crate) fn parse(control_socket_url: &str, socket: &SocketOptions) -> Result<Self, String> {
+        let url = url::Url::parse(control_socket_url)
+            .map_err(|e| format!("control_socket_url {control_socket_url:?} is not a URL: {e}"))?;
+        let tls = match url.scheme() {
+            "ws" | "http" => false,
+            "wss" | "https" => true,
+            other => {
+                return Err(format!(
+                    "control_socket_url scheme {other:?} is not ws, wss, http or https"
+                ))
+            }
+        };
+        let host = url
+            .host_str()
+            .ok_or_else(|| "control_socket_url has no host".to_owned())?
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned();
+        let port = url.port().unwrap_or(if tls { 443 } else { 80 });
+        let path = if socket.path.starts_with('/') {
+            socket.path.clone()
+        } else {
+            format!("/{}", socket.path)
+        };
+        let scheme = if tls { "wss" } else { "ws" };
+        let host_part = if host.contains(':') {
+            format!("[{host}]")
+        } else {
+            host.clone()
+        };
+        Ok(Target {
+            url: format!("{scheme}://{host_part}:{port}{path}?EIO=4&transport=websocket"),
+            host,
+            port,
+            tls,
+        })
+    }
+}
+
+/// An open Engine.IO session.
+pub(crate) struct Opened {
+    pub(crate) ws: WebSocket<Stream>,
+    pub(crate) handshake: Handshake,
+}
+
+fn failed(step: &str, why: impl std::fmt::Display) -> DaemonClientError {
+    DaemonClientError::connection(format!("{step} failed: {why}"))
+}
+
+fn interrupted(step: &str, i: Interrupted) -> DaemonClientError {
+    match i {
+        Interrupted::Stopped => {
+            DaemonClientError::connection(format!("{step} interrupted by disconnect()"))
+        }
+        Interrupted::Deadline => {
+            DaemonClientError::connection(format!("{step} timed out (connect_timeout)"))
+        }
+    }
+}
+
+/// Opens the socket and reads the Engine.IO open packet, by `deadline`.
+pub(crate) fn open(
+    reactor: &mut Reactor,
+    target: &Target,
+    socket: &SocketOptions,
+    deadline: Instant,
+) -> Result<Opened, DaemonClientError> {
+    let tcp = connect_tcp(reactor, target, deadline)?;
+    let stream = if target.tls {
+        Stream::Tls(Box::new(tls_handshake(
+            reactor,
+            target,
+            &socket.tls,
+            tcp,
+            deadline,
+        )?))
+    } else {
+        Stream::Plain(tcp)
+    };
+    let config = WebSocketConfig::default()
+        .max_message_size(Some(socket.max_incoming_frame_bytes))
+        .max_frame_size(Some(socket.max_incoming_frame_bytes));
+    let mut result =
+        tungstenite::client::client_with_config(target.url.as_str(), stream, Some(config));
+    let mut ws = loop {
+        match result {
+            Ok((ws, _response)) => break ws,
+            Err(HandshakeError::Interrupted(mid)) => {
+                reactor
+                    .wait(deadline)
+                    .map_err(|i| interrupted("WebSocket upgrade", i))?;
+                result = mid.handshake();
+            }
+            Err(HandshakeError::Failure(e)) => return Err(failed("WebSocket upgrade", e)),
+        }
+    };
+    let handshake = read_open(reactor, &mut ws, deadline)?;
+    log::info!(
+        "Engine.IO session open (pingInterval {} ms, pingTimeout {} ms, maxPayload {})",
+        handshake.ping_interval,
+        handshake.ping_timeout,
+        handshake.max_payload
+    );
+    Ok(Opened { ws, handshake })
+}
+
+fn connect_tcp(
+    reactor: &mut Reactor,
+    target: &Target,
+    deadline: Instant,
+) -> Result<TcpStream, DaemonClientError> {
+    let addrs: Vec<SocketAddr> = (target.host.as_str(), target.port)
+        .to_socket_addrs()
+        .map_err(|e| failed(&format!("DNS lookup of {}", target.host), e))?
+        .collect();
+    let mut last = None;
+    for addr in addrs {
+        match connect_one(reactor, addr, deadline) {
+            Ok(s) => return Ok(s),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| failed("DNS lookup", format!("{} has no address", target.host))))
+}
+
+fn connect_one(
+    reactor: &mut Reactor,
+    addr: SocketAddr,
+    deadline: Instant,
+) -> Result<TcpStream, DaemonClientError> {
+    let step = format!("TCP connect to {addr}");
+    let mut tcp = TcpStream::connect(addr).map_err(|e| failed(&step, e))?;
+    reactor
+        .poll
+        .registry()
+        .register(&mut tcp, SOCKET, Interest::READABLE | Interest::WRITABLE)
+        .map_err(|e| failed(&step, e))?;
+    loop {
+        if let Err(i) = reactor.wait(deadline) {
+            let _ = reactor.poll.registry().deregister(&mut tcp);
+            return Err(interrupted(&step, i));
+        }
+        match tcp.take_error() {
+            Ok(Some(e)) | Err(e) => {
+                let _ = reactor.poll.registry().deregister(&mut tcp);
+                return Err(failed(&step, e));
+            }
+            Ok(None) => {}
+        }
+        match tcp.peer_addr() {
+            Ok(_) => {
+                let _ = tcp.set_nodelay(true);
+                return Ok(tcp);
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotConnected => continue,
+            Err(e) => {
+                let _ = reactor.poll.registry().deregister(&mut tcp);
+                return Err(failed(&step, e));
+            }
+        }
+    }
+}
+
+fn tls_handshake(
+    reactor: &mut Reactor,
+    target: &Target,
+    tls: &TlsOptions,
+    tcp: TcpStream,
+    deadline: Instant,
+) -> Result<native_tls::TlsStream<TcpStream>, DaemonClientError> {
+    let mut builder = native_tls::TlsConnector::builder();
+    for pem in &tls.root_certificates_pem {
+        let cert = native_tls::Certificate::from_pem(pem)
+            .map_err(|e| failed("loading a root certificate", e))?;
+        builder.add_root_certificate(cert);
+    }
+    if tls.danger_accept_invalid_certs {
+        builder
+            .danger_accept_invalid_certs(true)
+            .danger_accept_invalid_hostnames(true);
+    }
+    let connector = builder.build().map_err(|e| failed("TLS setup", e))?;
+    let mut result = connector.connect(&target.host, tcp);
+    loop {
+        match result {
+            Ok(s) => return Ok(s),
+            Err(native_tls::HandshakeError::WouldBlock(mid)) => {
+                reactor
+                    .wait(deadline)
+                    .map_err(|i| interrupted("TLS handshake", i))?;
+                result = mid.handshake();
+            }
+            Err(native_tls::HandshakeError::Failure(e)) => return Err(failed("TLS handshake", e)),
+        }
+    }
+}
+
+fn read_open(
+    reactor: &mut Reactor,
+    ws: &mut WebSocket<Stream>,
+    deadline: Instant,
+) -> Result<Handshake, DaemonClientError> {
+    loop {
+        match ws.read() {
+            Ok(Message::Text(text)) => {
+                return match EnginePacket::decode(text.as_str()) {
+                    Ok(EnginePacket::Open(h)) => Ok(h),
+                    Ok(_) => Err(failed(
+                        "Engine.IO handshake",
+                        "the first packet is not an open packet",
+                    )),
+                    Err(e) => Err(failed("Engine.IO handshake", e)),
+                }
+            }
+            Ok(Message::Binary(_)) => {
+                return Err(failed(
+                    "Engine.IO handshake",
+                    "binary frame before the open packet",
+                ))
+            }
+            Ok(_) => {}
+            Err(tungstenite::Error::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {
+                reactor
+                    .wait(deadline)
+                    .map_err(|i| interrupted("Engine.IO handshake", i))?;
+            }
+            Err(e) => return Err(failed("Engine.IO handshake", e)),
+        }
+    }
+}
