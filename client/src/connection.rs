@@ -194,7 +194,6 @@ impl Supervisor {
             jobs: self.ctx.jobs.clone(),
             outbox: outbox.clone(),
             link: shared.link.clone(),
-            reply_timeout: opts.command_timeout,
             registered: false,
         };
         let result = self.register_and_serve(&mut io, &out_rx, outbox, deadline);
@@ -293,7 +292,6 @@ struct Io {
     jobs: JobSender,
     outbox: Outbox,
     link: Arc<Link>,
-    reply_timeout: Duration,
     registered: bool,
 }
 
@@ -386,6 +384,7 @@ impl Io {
             if !matches!(flow, Flow::Continue) {
                 return flow;
             }
+            let was_blocked = self.blocked;
             let more_to_write = match out_rx {
                 Some(rx) if !self.blocked => match self.drain(rx) {
                     Ok(more) => more,
@@ -397,7 +396,10 @@ impl Io {
                 log::info!("write failed: {e}");
                 return Flow::End(End::Lost("transport close"));
             }
-            again = more_to_read || (more_to_write && !self.blocked);
+            // A socket that just became writable again may have left events
+            // in the outbox whose senders did not wake us (still armed).
+            let unblocked = was_blocked && !self.blocked;
+            again = more_to_read || ((more_to_write || unblocked) && !self.blocked);
             let now = Instant::now();
             if now >= self.last_ping + self.ping_window {
                 return Flow::End(End::Lost("ping timeout"));
@@ -567,10 +569,11 @@ impl Io {
                     log::warn!("handler pool saturated: {} answered 503", cmd.command);
                     let reply =
                         error_reply(&cmd, 503, "BUSY", "the handler pool is saturated".into());
-                    let _ = job.outbox.send(
-                        reply.encode(&self.namespace),
-                        Instant::now() + self.reply_timeout,
-                    );
+                    // Written directly: this thread drains the outbox, so it
+                    // must never wait on it.
+                    if self.write_outgoing(reply.encode(&self.namespace)).is_err() {
+                        return Flow::End(End::Lost("transport close"));
+                    }
                 }
             }
             VoltEvent::Message(m) => self.events.post(ClientEvent::Message(m)),

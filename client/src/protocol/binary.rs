@@ -170,7 +170,9 @@ impl Reassembler {
         if let Some(missing) = self.abandon() {
             return Err(DecodeError::MissingAttachments { missing });
         }
-        if let Some(data) = &packet.data {
+        // Placeholders mean something only in binary packets; elsewhere a
+        // `{"_placeholder":true,...}` object is ordinary data (as in JS).
+        if let (true, Some(data)) = (packet.packet_type.is_binary(), &packet.data) {
             check_placeholders(data, packet.attachments)?;
         }
         if packet.attachments == 0 {

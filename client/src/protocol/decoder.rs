@@ -58,7 +58,10 @@ impl Decoder {
     /// Decodes a text frame. `Ok(None)` means a binary header now waits for
     /// its attachments.
     pub fn text(&mut self, text: &str) -> Result<Option<Incoming>, DecodeError> {
-        self.check_size(text.len())?;
+        if let Err(e) = self.check_size(text.len()) {
+            self.reassembler.reset();
+            return Err(e);
+        }
         // A text frame in the middle of an attachment sequence breaks it:
         // the half packet is dropped and reported.
         if let Some(missing) = self.reassembler.abandon() {

@@ -402,8 +402,8 @@ impl VoltEvent {
             VoltEvent::ReverseResponse(r) => {
                 let (data, body, stream, attachments) = match r.body {
                     ReplyBody::None => (None, None, None, Vec::new()),
-                    ReplyBody::Data(ref d) => (Some(d), None, None, Vec::new()),
-                    ReplyBody::Body(ref b) => (None, Some(placeholder(0)), None, vec![b.clone()]),
+                    ReplyBody::Data(d) => (Some(d), None, None, Vec::new()),
+                    ReplyBody::Body(b) => (None, Some(placeholder(0)), None, vec![b]),
                     ReplyBody::Stream => (None, None, Some(true), Vec::new()),
                 };
                 let json = to_json(&ReverseResponseOut {
@@ -411,7 +411,7 @@ impl VoltEvent {
                     command: &r.command,
                     status: r.status,
                     headers: &r.headers,
-                    data,
+                    data: data.as_ref(),
                     body,
                     stream,
                     error: r.error.as_ref(),
@@ -426,7 +426,8 @@ impl VoltEvent {
     }
 }
 
-/// The text frame of an event: `4` + header + `["name",<json>]`.
+/// The text frame of an event: `4` + header + `["name",<json>]`, where
+/// `json` is the already-serialized argument.
 pub fn event_frame(namespace: &str, name: &str, json: &str, attachments: usize) -> String {
     let mut text = String::with_capacity(json.len() + namespace.len() + name.len() + 12);
     text.push('4');
@@ -436,9 +437,18 @@ pub fn event_frame(namespace: &str, name: &str, json: &str, attachments: usize) 
         PacketType::BinaryEvent
     };
     encode_header(&mut text, packet_type, attachments, namespace, None);
-    text.push_str("[\"");
-    text.push_str(name);
-    text.push_str("\",");
+    text.push('[');
+    if name
+        .chars()
+        .all(|c| c != '"' && c != '\\' && !c.is_control())
+    {
+        text.push('"');
+        text.push_str(name);
+        text.push('"');
+    } else {
+        text.push_str(&Value::from(name).to_string());
+    }
+    text.push(',');
     text.push_str(json);
     text.push(']');
     text

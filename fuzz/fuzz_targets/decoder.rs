@@ -1,0 +1,22 @@
+//! A byte stream split into WebSocket frames (see `volt_fuzz::split_frames`)
+//! fed to one `Decoder`: nothing may panic, and every VOLT event that comes
+//! out must survive encode → decode.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use volt_daemon_client::protocol::{Decoder, Incoming};
+use volt_fuzz::{check_packet, split_frames, Frame};
+
+fuzz_target!(|data: &[u8]| {
+    let (limits, frames) = split_frames(data);
+    let mut d = Decoder::new(limits);
+    for f in frames {
+        let got = match f {
+            Frame::Text(t) => d.text(&t),
+            Frame::Binary(b) => d.binary(b.to_vec()),
+        };
+        if let Ok(Some(Incoming::Packet(c))) = got {
+            check_packet(c);
+        }
+    }
+});

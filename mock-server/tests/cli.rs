@@ -1,0 +1,60 @@
+//! The standalone binary: its first stdout line, the demo cluster, SIGTERM.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+#[test]
+fn cli_prints_the_url_serves_the_demo_cluster_and_stops_on_sigterm() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_volt-mock-server"))
+        .args(["--listen", "127.0.0.1:0", "--ping-interval-ms", "5000"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .trim_end()
+        .strip_prefix("listening http://")
+        .unwrap_or_else(|| panic!("first line: {line:?}"));
+    let addr: std::net::SocketAddr = addr.parse().unwrap();
+    let (mut c, h) = Client::open(addr);
+    assert_eq!(h["pingInterval"], 5000);
+    assert!(c
+        .register("demo-cluster", "demo-password")
+        .starts_with("40/daemon,"));
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            assert!(status.success(), "{status:?}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "did not stop on SIGTERM");
+        std::thread::sleep(Duration::from_millis(20)); // polling a child process, not synchronising
+    }
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(err.contains("demo-cluster"), "{err}");
+}
+
+#[test]
+fn cli_rejects_bad_flags() {
+    let out = Command::new(env!("CARGO_BIN_EXE_volt-mock-server"))
+        .args(["--bogus"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(out.stdout.is_empty());
+}
