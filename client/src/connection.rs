@@ -456,6 +456,9 @@ impl Io {
                     )));
                     Flow::End(End::Lost("protocol error"))
                 }
+                Err(tungstenite::Error::Protocol(
+                    tungstenite::error::ProtocolError::ResetWithoutClosingHandshake,
+                )) => Flow::End(End::Lost("transport close")),
                 Err(tungstenite::Error::Protocol(e)) => {
                     self.events.error(DaemonClientError::protocol(format!(
                         "WebSocket protocol violation: {e}"
