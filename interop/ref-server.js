@@ -5,12 +5,18 @@
 // Rust mock server, so the Rust interoperability tests can drive either
 // server with one code path. See README.md in this folder for the API.
 //
-//   node ref-server.js --port 0 --cluster ID:PASSWORD [--cluster …]
+//   node ref-server.js [--port 0 | --listen 127.0.0.1:0] --cluster ID:PASSWORD [--cluster …]
 //        [--enrollment-token T …] [--rotate-password NEW]
 //        [--ping-interval-ms N] [--ping-timeout-ms N] [--max-payload BYTES]
+//        [--admin-token T] [--max-connections-per-ip N] [--record-frames]
 //        [--ignore-stdin]
 //
-// The first (and only) line on stdout is `listening http://127.0.0.1:PORT`.
+// The flags are those of `volt-mock-server` (plus --port and --ignore-stdin),
+// so either binary can be started with the same command line; `--flag=value`
+// works too. Frames are always recorded (--record-frames is accepted as a
+// no-op). TLS is not supported.
+//
+// The first (and only) line on stdout is `listening http://HOST:PORT`.
 // The process exits on SIGTERM, SIGINT, and when stdin closes (unless
 // --ignore-stdin), so a test runner that dies never leaks it.
 'use strict';
@@ -34,8 +40,14 @@ function usage(message) {
   process.exit(2);
 }
 
+const USAGE = `usage: node ref-server.js [--port 0 | --listen 127.0.0.1:0] [--cluster ID:PASSWORD]...
+       [--enrollment-token TOKEN]... [--rotate-password NEW]
+       [--ping-interval-ms N] [--ping-timeout-ms N] [--max-payload BYTES]
+       [--admin-token T] [--max-connections-per-ip N] [--record-frames] [--ignore-stdin]`;
+
 function parseArgs(argv) {
   const opts = {
+    host: '127.0.0.1',
     port: 0,
     clusters: new Map(),
     enrollmentTokens: [],
@@ -43,6 +55,8 @@ function parseArgs(argv) {
     pingInterval: 25000,
     pingTimeout: 20000,
     maxPayload: 1000000,
+    adminToken: null,
+    maxConnectionsPerIp: 4096,
     ignoreStdin: false,
   };
   const intArg = (name, value) => {
@@ -51,15 +65,30 @@ function parseArgs(argv) {
     return n;
   };
   for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i];
+    const eq = argv[i].startsWith('--') ? argv[i].indexOf('=') : -1;
+    const arg = eq > 0 ? argv[i].slice(0, eq) : argv[i];
+    if (arg === '--help' || arg === '-h') {
+      process.stdout.write(`${USAGE}\n`);
+      process.exit(0);
+    }
     if (arg === '--ignore-stdin') {
       opts.ignoreStdin = true;
       continue;
     }
-    const value = argv[++i];
+    if (arg === '--record-frames') continue; // always on here
+    const value = eq > 0 ? argv[i].slice(eq + 1) : argv[++i];
     if (value === undefined) usage(`${arg} needs a value`);
     switch (arg) {
       case '--port': opts.port = intArg(arg, value); break;
+      case '--listen': {
+        const m = /^(.*):(\d+)$/.exec(value);
+        if (!m) usage(`--listen wants ADDR:PORT, got ${value}`);
+        opts.host = m[1].replace(/^\[(.*)\]$/, '$1');
+        opts.port = intArg(arg, m[2]);
+        break;
+      }
+      case '--admin-token': opts.adminToken = value; break;
+      case '--max-connections-per-ip': opts.maxConnectionsPerIp = intArg(arg, value); break;
       case '--cluster': {
         const colon = value.indexOf(':');
         if (colon <= 0) usage(`--cluster wants ID:PASSWORD, got ${value}`);
@@ -71,9 +100,10 @@ function parseArgs(argv) {
       case '--ping-interval-ms': opts.pingInterval = intArg(arg, value); break;
       case '--ping-timeout-ms': opts.pingTimeout = intArg(arg, value); break;
       case '--max-payload': opts.maxPayload = intArg(arg, value); break;
-      default: usage(`unknown argument ${arg}`);
+      default: usage(`unknown argument ${arg}\n\n${USAGE}`);
     }
   }
+  if (opts.pingInterval === 0) usage('--ping-interval-ms must be positive');
   return opts;
 }
 
@@ -85,15 +115,22 @@ const opts = parseArgs(process.argv.slice(2));
 const state = {
   clusters: opts.clusters, // teamClusterId -> current daemon password
   enrollment: { tokens: [...opts.enrollmentTokens], rotateTo: opts.rotateTo, failStatus: null, requests: [] },
-  faults: { stopPings: false, rejectRegistration: null },
+  faults: noFaults(),
   responders: new Map(), // command -> {ok, data?, error?} | {noReply:true}, optional delayMs
-  frames: [], // {dir, type, data, conn}
+  frames: [], // {dir, type, data, conn, teamClusterId}
+  conns: new Map(), // conn number -> {ws, cluster, framesIn}, open WebSockets
   connections: [], // Engine.IO connection history, see GET /admin/connections
+  stats: { connectionsTotal: 0, framesIn: 0, framesOut: 0, protocolErrors: 0, commands: 0 },
   daemons: new Map(), // namespace socket id -> daemon record (connected ones only)
   received: new Map(), // teamClusterId -> {messages: [], commands: []}
   pending: new Map(), // reverse-command requestId -> pending entry
   frozen: new Set(), // Engine.IO sockets frozen by the stopPings fault
 };
+
+// The fault set; `PUT /admin/faults` replaces it whole, as in the mock server.
+function noFaults() {
+  return { refuseConnections: 0, rejectRegistration: null, stopPings: false, dropAfterFrames: null, dropOnCommand: null };
+}
 
 function receivedFor(clusterId) {
   let r = state.received.get(clusterId);
@@ -106,6 +143,11 @@ function receivedFor(clusterId) {
 
 function log(message) {
   if (process.env.REF_SERVER_DEBUG) process.stderr.write(`ref-server: ${message}\n`);
+}
+
+function protocolError(message) {
+  state.stats.protocolErrors += 1;
+  log(`protocol error: ${message}`);
 }
 
 // ---------------------------------------------------------------------------
@@ -122,27 +164,52 @@ function log(message) {
 let connCounter = 0;
 const kConn = Symbol('refServerConn');
 
-function frameRecord(dir, data, isBinary, conn) {
+function recordFrame(dir, data, isBinary, c) {
+  const entry = { dir, type: isBinary ? 'binary' : 'text', data: null, conn: c.conn, teamClusterId: c.cluster };
   if (isBinary) {
     let buf;
     if (Buffer.isBuffer(data)) buf = data;
     else if (Array.isArray(data)) buf = Buffer.concat(data);
     else if (data instanceof ArrayBuffer) buf = Buffer.from(data);
     else buf = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
-    return { dir, type: 'binary', data: buf.toString('base64'), conn };
+    entry.data = buf.toString('base64');
+  } else {
+    entry.data = data.toString();
   }
-  return { dir, type: 'text', data: data.toString(), conn };
+  state.frames.push(entry);
+  if (dir === 'in') state.stats.framesIn += 1;
+  else state.stats.framesOut += 1;
 }
 
 function instrument(ws) {
-  const conn = ++connCounter;
-  ws[kConn] = conn;
-  // Registered before engine.io's own listener, so an incoming frame is logged
-  // before any frame the server sends because of it.
-  ws.on('message', (data, isBinary) => state.frames.push(frameRecord('in', data, isBinary, conn)));
+  // `cluster` is set once the connection registers (so, as in the mock
+  // server, the registration frames themselves carry null).
+  const c = { conn: ++connCounter, ws, cluster: null, framesIn: 0 };
+  ws[kConn] = c;
+  state.conns.set(c.conn, c);
+  state.stats.connectionsTotal += 1;
+  ws.once('close', () => state.conns.delete(c.conn));
+  // Incoming messages go through here before engine.io's listener sees them,
+  // so an incoming frame is logged before any frame sent because of it, and
+  // the dropAfterFrames fault can cut the connection before the Nth frame is
+  // processed.
+  const emit = ws.emit;
+  ws.emit = function (event, ...args) {
+    if (event === 'message') {
+      recordFrame('in', args[0], args[1], c);
+      c.framesIn += 1;
+      const limit = state.faults.dropAfterFrames;
+      if (limit !== null && c.framesIn >= limit) {
+        log(`connection ${c.conn}: dropAfterFrames fault`);
+        ws.terminate();
+        return false;
+      }
+    }
+    return emit.call(this, event, ...args);
+  };
   const send = ws.send;
   ws.send = function (data, options, cb) {
-    state.frames.push(frameRecord('out', data, typeof data !== 'string', conn));
+    recordFrame('out', data, typeof data !== 'string', c);
     return send.call(this, data, options, cb);
   };
 }
@@ -179,7 +246,7 @@ const io = new Server(httpServer, {
 io.engine.on('connection', (engineSocket) => {
   const ws = engineSocket.transport.socket;
   const entry = {
-    conn: ws[kConn],
+    conn: ws[kConn].conn,
     engineSid: engineSocket.id,
     openedAt: Date.now(),
     closedAt: null,
@@ -190,6 +257,10 @@ io.engine.on('connection', (engineSocket) => {
     entry.closedAt = Date.now();
     entry.closeReason = reason;
     state.frozen.delete(engineSocket);
+    // `parse error`: an undecodable Engine.IO packet; `transport error`: e.g.
+    // a ping sent by the client ("invalid heartbeat direction") or a frame
+    // over maxPayload.
+    if (reason === 'parse error' || reason === 'transport error') protocolError(`connection ${entry.conn}: ${reason}`);
   });
   // A connection opened while the server is "frozen" freezes right after its
   // open packet (which engine.io has already written by now).
@@ -235,6 +306,41 @@ function setStopPings(on) {
   }
 }
 
+// The refuseConnections fault answers the next N WebSocket upgrades on the
+// socket.io path with a 503, before engine.io sees them. engine.io put its own
+// 'upgrade' listener on the HTTP server; we put ours in front of it.
+const engineUpgradeListeners = httpServer.listeners('upgrade');
+httpServer.removeAllListeners('upgrade');
+httpServer.on('upgrade', (req, socket, head) => {
+  if (state.faults.refuseConnections > 0 && req.url.startsWith('/socket.io/')) {
+    state.faults.refuseConnections -= 1;
+    const body = JSON.stringify({ code: 503, message: 'connection refused (refuseConnections fault)' });
+    socket.end('HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n' +
+      `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+    return;
+  }
+  for (const listener of engineUpgradeListeners) listener.call(httpServer, req, socket, head);
+});
+
+// --max-connections-per-ip: counted over all TCP connections (admin HTTP
+// included), refused by closing the socket at once, as the mock server does.
+const perIp = new Map();
+httpServer.on('connection', (socket) => {
+  const ip = socket.remoteAddress;
+  const count = perIp.get(ip) || 0;
+  if (count >= opts.maxConnectionsPerIp) {
+    log(`refusing ${ip}: connection cap per IP reached`);
+    socket.destroy();
+    return;
+  }
+  perIp.set(ip, count + 1);
+  socket.once('close', () => {
+    const left = perIp.get(ip) - 1;
+    if (left > 0) perIp.set(ip, left);
+    else perIp.delete(ip);
+  });
+});
+
 const nsp = io.of('/daemon');
 
 // Registration: the CONNECT packet's payload is `socket.handshake.auth`.
@@ -252,8 +358,10 @@ function registrationError(message, code) {
 function checkRegistration(auth) {
   const fault = state.faults.rejectRegistration;
   if (fault) {
-    const err = new Error(fault.message === undefined ? 'registration rejected' : fault.message);
-    if (!fault.noData) err.data = { code: fault.code };
+    // As in the mock server, `data` is left out when the fault has no code
+    // (`noData: true` is accepted too, and wins over a code).
+    const err = new Error(typeof fault.message === 'string' ? fault.message : 'registration rejected');
+    if (typeof fault.code === 'string' && !fault.noData) err.data = { code: fault.code };
     return err;
   }
   // Shape problems are reported with their own code so that a client sending
@@ -264,7 +372,7 @@ function checkRegistration(auth) {
       return registrationError(`invalid registration: ${field} must be a string`, 'INVALID_REGISTRATION');
     }
   }
-  if (!(typeof auth.installedVersion === 'string' || auth.installedVersion === null)) {
+  if (!(typeof auth.installedVersion === 'string' || auth.installedVersion == null)) {
     return registrationError('invalid registration: installedVersion must be a string or null', 'INVALID_REGISTRATION');
   }
   if (state.clusters.get(auth.teamClusterId) !== auth.daemonPassword) {
@@ -278,25 +386,37 @@ nsp.on('connection', (socket) => {
   const record = {
     teamClusterId: auth.teamClusterId,
     sid: socket.id,
-    installedVersion: auth.installedVersion,
+    installedVersion: auth.installedVersion === undefined ? null : auth.installedVersion,
     client: auth.client,
     connectedAt: Date.now(),
     heartbeats: 0,
     lastHeartbeat: null,
     lastHeartbeatAt: null,
     socket,
+    conn: socket.conn.transport.socket[kConn], // our per-WebSocket record
   };
   state.daemons.set(socket.id, record);
+  record.conn.cluster = record.teamClusterId;
   log(`daemon ${record.teamClusterId} connected as ${socket.id}`);
 
   socket.on('command', (envelope) => onDaemonCommand(record, envelope));
-  socket.on('message', (message) => receivedFor(record.teamClusterId).messages.push(message));
+  socket.on('message', (message) => {
+    if (!isObject(message) || typeof message.type !== 'string') {
+      protocolError(`message without a string type: ${JSON.stringify(message)}`);
+      return;
+    }
+    receivedFor(record.teamClusterId).messages.push(message);
+  });
   socket.on('reverse-response', (response) => onReverseResponse(record, response));
   socket.on('reverse-stream', (chunk) => onReverseStream(record, chunk));
   socket.on('reverse-stream-end', (end) => onReverseStreamEnd(record, end));
+  socket.onAny((event) => {
+    if (!DAEMON_EVENTS.has(event)) protocolError(`unexpected event ${JSON.stringify(event)} from a daemon`);
+  });
   socket.on('disconnect', (reason) => {
     log(`daemon ${record.teamClusterId} (${socket.id}) disconnected: ${reason}`);
     state.daemons.delete(socket.id);
+    record.conn.cluster = null;
     for (const [requestId, p] of state.pending) {
       if (p.record === record) finishPending(requestId, 502, { message: `daemon disconnected (${reason})` });
     }
@@ -312,17 +432,25 @@ function builtinResponse(command, envelope) {
   return { ok: false, error: { code: 'UNKNOWN_COMMAND', message: `unknown command ${command}` } };
 }
 
+const DAEMON_EVENTS = new Set(['command', 'message', 'reverse-response', 'reverse-stream', 'reverse-stream-end']);
+
 function onDaemonCommand(record, envelope) {
-  receivedFor(record.teamClusterId).commands.push(envelope);
-  if (!envelope || typeof envelope !== 'object' || typeof envelope.requestId !== 'string') {
-    log(`malformed command envelope: ${JSON.stringify(envelope)}`);
+  if (!isObject(envelope) || typeof envelope.requestId !== 'string' || typeof envelope.command !== 'string') {
+    protocolError(`malformed command envelope: ${JSON.stringify(envelope)}`);
     return;
   }
+  state.stats.commands += 1;
+  receivedFor(record.teamClusterId).commands.push(envelope);
   const { requestId, command } = envelope;
   if (command === 'runtime.heartbeat') {
     record.heartbeats += 1;
     record.lastHeartbeat = envelope.payload === undefined ? null : envelope.payload;
     record.lastHeartbeatAt = Date.now();
+  }
+  if (state.faults.dropOnCommand === command) {
+    log(`dropOnCommand fault: cutting ${record.teamClusterId} on ${command}`);
+    record.conn.ws.terminate();
+    return;
   }
   const spec = state.responders.get(command) || builtinResponse(command, envelope);
   if (spec.noReply) return;
@@ -383,21 +511,21 @@ function pendingFor(record, requestId) {
 
 function onReverseResponse(record, response) {
   const p = pendingFor(record, response && response.requestId);
-  if (!p) return log(`stray reverse-response: ${JSON.stringify(response)}`);
-  if (p.response) return log(`second reverse-response for ${response.requestId}`);
+  if (!p) return protocolError(`stray reverse-response: ${JSON.stringify(response)}`);
+  if (p.response) return protocolError(`second reverse-response for ${response.requestId}`);
   p.response = response;
   maybeFinishReverse(response.requestId, p);
 }
 
 function onReverseStream(record, chunk) {
   const p = pendingFor(record, chunk && chunk.requestId);
-  if (!p) return log('stray reverse-stream chunk');
+  if (!p || p.end) return protocolError('stray reverse-stream chunk');
   p.chunks.push(chunk);
 }
 
 function onReverseStreamEnd(record, end) {
   const p = pendingFor(record, end && end.requestId);
-  if (!p) return log(`stray reverse-stream-end: ${JSON.stringify(end)}`);
+  if (!p || p.end) return protocolError(`stray reverse-stream-end: ${JSON.stringify(end)}`);
   p.end = end;
   maybeFinishReverse(end.requestId, p);
 }
@@ -503,22 +631,90 @@ function publicDaemon(r) {
   };
 }
 
+function rejectUnknownKeys(obj, allowed, what) {
+  for (const key of Object.keys(obj)) {
+    if (!allowed.includes(key)) throw new HttpError(400, `unknown ${what} field ${JSON.stringify(key)}`);
+  }
+}
+
+const isCount = (v) => Number.isSafeInteger(v) && v >= 0;
+
+// Same rules as the mock server's Responder::from_json.
 function validateResponder(spec) {
   if (!isObject(spec)) throw new HttpError(400, 'a responder must be a JSON object');
-  if (spec.delayMs !== undefined && !(Number.isFinite(spec.delayMs) && spec.delayMs >= 0)) {
-    throw new HttpError(400, 'delayMs must be a non-negative number');
-  }
+  rejectUnknownKeys(spec, ['ok', 'data', 'error', 'noReply', 'delayMs'], 'responder');
+  const delayMs = spec.delayMs == null ? undefined : spec.delayMs;
+  if (delayMs !== undefined && !isCount(delayMs)) throw new HttpError(400, 'delayMs must be a non-negative integer');
+  if (spec.noReply !== undefined && typeof spec.noReply !== 'boolean') throw new HttpError(400, 'noReply must be a boolean');
   if (spec.noReply === true) return { noReply: true };
   if (spec.ok === true) {
-    const out = { ok: true, delayMs: spec.delayMs };
+    const out = { ok: true, delayMs };
     if ('data' in spec) out.data = spec.data;
     return out;
   }
   if (spec.ok === false) {
-    if (!isObject(spec.error)) throw new HttpError(400, 'ok:false needs an error object {code, message}');
-    return { ok: false, error: spec.error, delayMs: spec.delayMs };
+    const e = spec.error;
+    if (!isObject(e)) throw new HttpError(400, 'ok:false needs an error object {code, message}');
+    for (const k of ['code', 'message']) {
+      if (e[k] !== undefined && typeof e[k] !== 'string') throw new HttpError(400, `bad error object: ${k} must be a string`);
+    }
+    return { ok: false, error: { code: e.code || '', message: e.message || '' }, delayMs };
   }
   throw new HttpError(400, 'a responder needs "ok": true|false or "noReply": true');
+}
+
+// PUT /admin/faults: the whole new fault set (absent fields take their
+// defaults), with the mock server's field names and rules.
+function validateFaults(body) {
+  rejectUnknownKeys(body, ['refuseConnections', 'rejectRegistration', 'stopPings', 'dropAfterFrames', 'dropOnCommand'], 'faults');
+  const f = noFaults();
+  const bad = (m) => new HttpError(400, `bad faults: ${m}`);
+  if (body.refuseConnections !== undefined) {
+    if (!isCount(body.refuseConnections)) throw bad('refuseConnections must be a non-negative integer');
+    f.refuseConnections = body.refuseConnections;
+  }
+  if (body.rejectRegistration != null) {
+    const r = body.rejectRegistration;
+    if (!isObject(r)) throw bad('rejectRegistration must be an object or null');
+    rejectUnknownKeys(r, ['code', 'message', 'noData'], 'rejectRegistration');
+    if (r.code != null && typeof r.code !== 'string') throw bad('rejectRegistration.code must be a string');
+    if (r.message != null && typeof r.message !== 'string') throw bad('rejectRegistration.message must be a string');
+    if (r.noData !== undefined && typeof r.noData !== 'boolean') throw bad('rejectRegistration.noData must be a boolean');
+    f.rejectRegistration = { code: r.code == null ? null : r.code, message: r.message == null ? null : r.message };
+    if (r.noData) f.rejectRegistration.noData = true;
+  }
+  if (body.stopPings !== undefined) {
+    if (typeof body.stopPings !== 'boolean') throw bad('stopPings must be a boolean');
+    f.stopPings = body.stopPings;
+  }
+  if (body.dropAfterFrames != null) {
+    if (!isCount(body.dropAfterFrames)) throw bad('dropAfterFrames must be a non-negative integer or null');
+    f.dropAfterFrames = body.dropAfterFrames;
+  }
+  if (body.dropOnCommand != null) {
+    if (typeof body.dropOnCommand !== 'string') throw bad('dropOnCommand must be a string or null');
+    f.dropOnCommand = body.dropOnCommand;
+  }
+  return f;
+}
+
+function setFaults(f) {
+  const { stopPings, ...rest } = f;
+  Object.assign(state.faults, rest);
+  setStopPings(stopPings);
+}
+
+function rawFrame(body) {
+  const hasText = 'text' in body;
+  const hasBinary = 'binaryBase64' in body;
+  if (hasText && !hasBinary && typeof body.text === 'string') return body.text;
+  if (hasBinary && !hasText && typeof body.binaryBase64 === 'string') {
+    if (!/^[A-Za-z0-9+/]*={0,2}$/.test(body.binaryBase64) || body.binaryBase64.length % 4 !== 0) {
+      throw new HttpError(400, 'bad binaryBase64');
+    }
+    return Buffer.from(body.binaryBase64, 'base64');
+  }
+  throw new HttpError(400, 'give exactly one of "text" or "binaryBase64" (strings)');
 }
 
 // Routes: [method, regexp, handler(req, res, ...captures)]
@@ -533,8 +729,8 @@ const routes = [
   ['POST', /^\/admin\/daemons\/([^/]+)\/commands$/, async (req, res, id) => {
     const body = await objectBody(req);
     if (typeof body.command !== 'string') throw new HttpError(400, 'command must be a string');
-    const timeoutMs = body.timeoutMs === undefined ? 10000 : body.timeoutMs;
-    if (!(Number.isFinite(timeoutMs) && timeoutMs > 0)) throw new HttpError(400, 'timeoutMs must be a positive number');
+    const timeoutMs = body.timeoutMs == null ? 10000 : body.timeoutMs;
+    if (!(Number.isSafeInteger(timeoutMs) && timeoutMs > 0)) throw new HttpError(400, 'timeoutMs must be a positive integer');
     const record = newestDaemon(id);
     if (!record) throw new HttpError(404, `daemon ${id} is not connected`);
     const [status, result] = await sendReverseCommand(record, body.command, body.payload, timeoutMs);
@@ -583,23 +779,23 @@ const routes = [
     sendJson(res, 200, {});
   }],
 
+  // Sends one raw WebSocket frame to the newest connection of the cluster,
+  // bypassing socket.io (for tests of how a daemon takes malformed input).
+  ['POST', /^\/admin\/daemons\/([^/]+)\/raw$/, async (req, res, id) => {
+    const frame = rawFrame(await objectBody(req));
+    const record = newestDaemon(id);
+    if (!record) throw new HttpError(404, `daemon ${id} is not connected`);
+    record.conn.ws.send(frame);
+    sendJson(res, 202, {});
+  }],
+
   ['GET', /^\/admin\/faults$/, (req, res) => sendJson(res, 200, state.faults)],
   ['PUT', /^\/admin\/faults$/, async (req, res) => {
-    const body = await objectBody(req);
-    if ('rejectRegistration' in body) {
-      const r = body.rejectRegistration;
-      if (r !== null && !isObject(r)) throw new HttpError(400, 'rejectRegistration must be an object or null');
-      state.faults.rejectRegistration = r;
-    }
-    if ('stopPings' in body) {
-      if (typeof body.stopPings !== 'boolean') throw new HttpError(400, 'stopPings must be a boolean');
-      setStopPings(body.stopPings);
-    }
+    setFaults(validateFaults(await objectBody(req)));
     sendJson(res, 200, state.faults);
   }],
   ['DELETE', /^\/admin\/faults$/, (req, res) => {
-    state.faults.rejectRegistration = null;
-    setStopPings(false);
+    setFaults(noFaults());
     sendJson(res, 200, state.faults);
   }],
 
@@ -615,6 +811,7 @@ const routes = [
   ['GET', /^\/admin\/enrollment$/, (req, res) => sendJson(res, 200, state.enrollment)],
   ['PUT', /^\/admin\/enrollment$/, async (req, res) => {
     const body = await objectBody(req);
+    rejectUnknownKeys(body, ['tokens', 'rotateTo', 'failStatus'], 'enrollment');
     if ('tokens' in body) {
       if (!Array.isArray(body.tokens) || !body.tokens.every((t) => typeof t === 'string')) {
         throw new HttpError(400, 'tokens must be an array of strings');
@@ -640,6 +837,7 @@ const routes = [
     sendJson(res, 200, {});
   }],
   ['GET', /^\/admin\/connections$/, (req, res) => sendJson(res, 200, state.connections)],
+  ['GET', /^\/admin\/stats$/, (req, res) => sendJson(res, 200, { connections: state.conns.size, ...state.stats })],
 ];
 
 // POST /api/team-clusters/<id>/healthcheck (contract §1).
@@ -687,6 +885,11 @@ async function enroll(req, res, id) {
 
 async function handleHttp(req, res) {
   const { pathname } = new URL(req.url, 'http://localhost');
+  if (opts.adminToken !== null && (pathname === '/admin' || pathname.startsWith('/admin/'))
+      && req.headers.authorization !== `Bearer ${opts.adminToken}`) {
+    sendJson(res, 401, { message: 'the admin API needs Authorization: Bearer <admin token>' });
+    return;
+  }
   let pathMatched = false;
   for (const [method, re, handler] of routes) {
     const m = re.exec(pathname);
@@ -727,6 +930,8 @@ if (!opts.ignoreStdin) {
   process.stdin.resume(); // we only read stdin to notice it closing
 }
 
-httpServer.listen(opts.port, '127.0.0.1', () => {
-  process.stdout.write(`listening http://127.0.0.1:${httpServer.address().port}\n`);
+httpServer.listen(opts.port, opts.host, () => {
+  const { address, port } = httpServer.address();
+  const host = address.includes(':') ? `[${address}]` : address;
+  process.stdout.write(`listening http://${host}:${port}\n`);
 });

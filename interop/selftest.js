@@ -266,6 +266,10 @@ test('registration accepted: daemon listed, 0/40 frames on the wire', async () =
   const open = out.map((t) => (t.startsWith('0{') ? JSON.parse(t.slice(1)) : null)).filter(Boolean).pop();
   assert.deepEqual({ ...open, sid: 'x' }, { sid: 'x', upgrades: [], pingInterval: PING_INTERVAL, pingTimeout: PING_TIMEOUT, maxPayload: MAX_PAYLOAD });
   assert.ok(out.includes(`40/daemon,{"sid":"${main.sid}"}`));
+  // As in the mock server, frames carry the cluster only once registered.
+  const all = await frames();
+  const reg = all.filter((f) => f.data.startsWith('40/daemon,') && f.conn === all[all.length - 1].conn);
+  assert.deepEqual(reg.map((f) => [f.dir, f.teamClusterId]), [['in', null], ['out', null]]);
   assert.ok((await textFrames('in')).includes(
     '40/daemon,{"teamClusterId":"c-main","daemonPassword":"pw-main","installedVersion":"1.4.2","client":"ref-daemon/0.1.0"}'));
 });
@@ -341,7 +345,7 @@ test('reverse: blob arrives as a real binary attachment', async () => {
   const all = await frames();
   const i = all.findIndex((f) => f.dir === 'in' && f.data.startsWith('451-/daemon,["reverse-response"') && f.data.includes(r.body.requestId));
   assert.ok(i >= 0, 'no 451- reverse-response frame');
-  assert.deepEqual(all[i + 1], { dir: 'in', type: 'binary', data: bytes(10).toString('base64'), conn: all[i].conn });
+  assert.deepEqual(all[i + 1], { dir: 'in', type: 'binary', data: bytes(10).toString('base64'), conn: all[i].conn, teamClusterId: 'c-main' });
 });
 
 test('reverse: chunks stream', async () => {
@@ -397,6 +401,18 @@ test('messages both ways', async () => {
   }, 'the daemon message on the server');
   assert.deepEqual(got, [fromDaemon]);
   assert.equal((await api('POST', '/admin/daemons/c-nope/messages', toDaemon)).status, 404);
+});
+
+test('raw frame to the daemon; stats', async () => {
+  const r = await api('POST', '/admin/daemons/c-main/raw', { text: '42/daemon,["message",{"type":"raw-test","n":1}]' });
+  assert.equal(r.status, 202);
+  assert.deepEqual((await main.event('message')).message, { type: 'raw-test', n: 1 });
+  assert.equal((await api('POST', '/admin/daemons/c-main/raw', { text: 'x', binaryBase64: 'AA==' })).status, 400);
+  const stats = await apiOk('GET', '/admin/stats');
+  assert.equal(stats.connections, 1);
+  assert.ok(stats.connectionsTotal >= 5 && stats.framesIn > 0 && stats.framesOut > 0, JSON.stringify(stats));
+  assert.equal(stats.commands, 8);
+  assert.equal(stats.protocolErrors, 0);
 });
 
 test('admin API errors: bad JSON 400, unknown path 404, wrong method 405', async () => {
@@ -480,6 +496,54 @@ test('stopPings: the daemon detects ping timeout; commands go unanswered; thaw',
   await d.close();
 });
 
+test('faults: PUT replaces the whole set; unknown fields rejected', async () => {
+  await apiOk('PUT', '/admin/faults', { dropOnCommand: 'x', refuseConnections: 2 });
+  let f = await apiOk('PUT', '/admin/faults', { rejectRegistration: { code: 'C' } });
+  assert.deepEqual(f, {
+    refuseConnections: 0, rejectRegistration: { code: 'C', message: null }, stopPings: false, dropAfterFrames: null, dropOnCommand: null,
+  });
+  assert.equal((await api('PUT', '/admin/faults', { stopPing: true })).status, 400);
+  assert.equal((await api('PUT', '/admin/faults', { stopPings: 'yes' })).status, 400);
+  f = await apiOk('DELETE', '/admin/faults');
+  assert.equal(f.rejectRegistration, null);
+});
+
+test('fault refuseConnections: the next upgrade gets a 503', async () => {
+  await apiOk('PUT', '/admin/faults', { refuseConnections: 1 });
+  const d = startDaemon('c-main', 'pw-main');
+  assert.equal((await d.event('connect_error')).message, 'websocket error');
+  await d.close();
+  assert.equal((await apiOk('GET', '/admin/faults')).refuseConnections, 0);
+  const ok = await connectedDaemon('c-main', 'pw-main');
+  await ok.close();
+  await apiOk('DELETE', '/admin/faults');
+});
+
+test('fault dropAfterFrames: the Nth frame is recorded, not processed', async () => {
+  await apiOk('PUT', '/admin/faults', { dropAfterFrames: 1 });
+  await apiOk('DELETE', '/admin/frames');
+  const d = startDaemon('c-main', 'pw-main');
+  assert.equal((await d.event('disconnected')).reason, 'transport close');
+  assert.equal(d.queue.filter((l) => l.includes('"connected"')).length, 0);
+  const f = await frames();
+  assert.ok(f.some((x) => x.dir === 'in' && x.data.startsWith('40/daemon,')), 'the 40 was not recorded');
+  assert.ok(!f.some((x) => x.dir === 'out' && x.data.startsWith('40/daemon,')), 'the 40 was processed');
+  await d.close();
+  await apiOk('DELETE', '/admin/faults');
+});
+
+test('fault dropOnCommand: the connection is cut, no reply', async () => {
+  await apiOk('PUT', '/admin/faults', { dropOnCommand: 'crash-me' });
+  const d = await connectedDaemon('c-main', 'pw-main');
+  const reply = daemonCommand(d, 'crash-me', { n: 1 });
+  assert.equal((await d.event('disconnected')).reason, 'transport close');
+  assert.equal((await reply).error.code, 'SOCKET_NOT_READY');
+  const log = await apiOk('GET', '/admin/daemons/c-main/commands');
+  assert.equal(log[log.length - 1].command, 'crash-me');
+  await d.close();
+  await apiOk('DELETE', '/admin/faults');
+});
+
 test('enrollment: CLI token with --rotate-password', async () => {
   const bad = await api('POST', '/api/team-clusters/c-enroll/healthcheck',
     { teamClusterId: 'c-enroll', enrollmentToken: 'wrong', installedVersion: null, daemonPassword: 'pw-0' },
@@ -537,8 +601,15 @@ test('POST /admin/clusters adds a cluster', async () => {
   await withTimeout(d.exited, WAIT_MS, 'the daemon to exit on the exit op');
 });
 
-test('a second server exits cleanly on SIGTERM', async () => {
-  const other = await startServer(['--cluster', 'a:b']);
+test('a second server: --listen, --admin-token; exits cleanly on SIGTERM', async () => {
+  const other = await startServer(['--cluster', 'a:b', '--listen=127.0.0.1:0', '--admin-token', 'adm', '--record-frames']);
+  const get = (headers) => fetch(`${other.url}/admin/daemons`, { headers, signal: AbortSignal.timeout(WAIT_MS) });
+  let res = await get({});
+  assert.equal(res.status, 401);
+  assert.equal(typeof (await res.json()).message, 'string');
+  res = await get({ Authorization: 'Bearer adm' });
+  assert.equal(res.status, 200);
+  assert.deepEqual(await res.json(), []);
   other.child.kill('SIGTERM');
   const { code } = await withTimeout(other.exited, WAIT_MS, 'the server to exit on SIGTERM');
   assert.equal(code, 0);
