@@ -393,25 +393,18 @@ impl Shared {
         if self.link.is_ready() {
             return Ok(());
         }
+        let result = self.try_connect();
+        if result.is_err() {
+            // A failed connect() leaves no thread behind and nothing retrying.
+            self.disconnect();
+        }
+        result
+    }
+
+    fn try_connect(self: &Arc<Self>) -> Result<(), DaemonClientError> {
         let generation = self.generation.load(Ordering::Acquire);
-        let sink = {
-            let mut rt = self.runtime.lock();
-            if rt.is_none() {
-                *rt = Some(self.start_runtime()?);
-            }
-            let runtime = rt.as_mut().expect("just set");
-            // A connection thread still backing off is replaced by this attempt.
-            if let Some(old) = runtime.conn.take() {
-                drop(rt);
-                old.stop_and_join();
-                rt = self.runtime.lock();
-            }
-            match rt.as_ref() {
-                Some(r) => r.sink.clone(),
-                None => return Err(interrupted()),
-            }
-        };
-        self.enroll_once(&sink)?;
+        self.ensure_runtime()?;
+        self.enroll_once()?;
         let (first_tx, first_rx) = crossbeam_channel::bounded(1);
         {
             let mut rt = self.runtime.lock();
@@ -442,17 +435,29 @@ impl Shared {
             });
         }
         // The connection thread always answers: it is bounded by connect_timeout.
-        let result = first_rx.recv().unwrap_or_else(|_| Err(interrupted()));
-        if result.is_err() {
-            let conn = self.runtime.lock().as_mut().and_then(|r| r.conn.take());
-            if let Some(c) = conn {
-                c.stop_and_join();
-            }
-        }
-        result
+        first_rx.recv().unwrap_or_else(|_| Err(interrupted()))
     }
 
-    fn enroll_once(&self, sink: &EventSink) -> Result<(), DaemonClientError> {
+    /// Starts the event thread and the handler pool if needed, and stops a
+    /// connection thread still backing off: this attempt replaces it.
+    fn ensure_runtime(&self) -> Result<(), DaemonClientError> {
+        let old = {
+            let mut rt = self.runtime.lock();
+            if rt.is_none() {
+                *rt = Some(self.start_runtime()?);
+            }
+            rt.as_mut().and_then(|r| r.conn.take())
+        };
+        if let Some(old) = old {
+            old.stop_and_join();
+        }
+        Ok(())
+    }
+
+    /// Enrolls on the first connect() that has a token. Runs on the caller's
+    /// thread; a disconnect() meanwhile fails this connect() once the request
+    /// returns, but a password the server rotated is kept (the token is spent).
+    fn enroll_once(&self) -> Result<(), DaemonClientError> {
         if self.enrolled.load(Ordering::Acquire) {
             return Ok(());
         }
@@ -462,14 +467,21 @@ impl Shared {
         let generation = self.generation.load(Ordering::Acquire);
         let current = self.password.read().clone();
         let rotated = enrollment::enroll(&self.options, enrollment, token, &current)?;
-        if self.generation.load(Ordering::Acquire) != generation {
-            return Err(interrupted());
-        }
         self.enrolled.store(true, Ordering::Release);
         if let Some(new_password) = rotated {
             log::info!("enrollment rotated the daemon password");
             *self.password.write() = new_password.clone();
-            sink.post(ClientEvent::PasswordRotated(new_password));
+            let sink = self.runtime.lock().as_ref().map(|r| r.sink.clone());
+            match sink {
+                Some(sink) => sink.post(ClientEvent::PasswordRotated(new_password)),
+                // Disconnected meanwhile: the daemon must still learn it.
+                None => self
+                    .callbacks
+                    .dispatch(&ClientEvent::PasswordRotated(new_password)),
+            }
+        }
+        if self.generation.load(Ordering::Acquire) != generation {
+            return Err(interrupted());
         }
         Ok(())
     }
@@ -492,7 +504,11 @@ impl Shared {
         self.link.detach("the client disconnected");
         pool.stop(me);
         drop(sink);
-        join_unless_self(events.handle, events.id, me);
+        // Other threads may still hold a sink (a handler calling disconnect()
+        // holds its worker's): stop the event thread explicitly.
+        let EventThread { handle, id, stop } = events;
+        drop(stop);
+        join_unless_self(handle, id, me);
         log::info!("client stopped");
     }
 }

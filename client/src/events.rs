@@ -56,7 +56,7 @@ fn snapshot<T: ?Sized>(list: &Cb<T>) -> Vec<Arc<T>> {
 }
 
 impl Callbacks {
-    fn dispatch(&self, event: &ClientEvent) {
+    pub(crate) fn dispatch(&self, event: &ClientEvent) {
         match event {
             ClientEvent::Connected => snapshot(&self.connected).iter().for_each(|f| guard(|| f())),
             ClientEvent::Disconnected(r) => snapshot(&self.disconnected)
@@ -108,20 +108,37 @@ impl EventSink {
 pub(crate) struct EventThread {
     pub(crate) handle: JoinHandle<()>,
     pub(crate) id: ThreadId,
+    /// Dropped by `disconnect()`: the thread runs what is queued, then ends,
+    /// even while some thread (a handler calling `disconnect()`) still holds
+    /// a sink.
+    pub(crate) stop: Sender<()>,
 }
 
 pub(crate) fn spawn(callbacks: Arc<Callbacks>) -> std::io::Result<(EventSink, EventThread)> {
     let (tx, rx) = crossbeam_channel::bounded(EVENT_QUEUE_CAPACITY);
+    let (stop, stop_rx) = crossbeam_channel::bounded::<()>(0);
     let handle = thread::Builder::new()
         .name("volt-events".into())
-        .spawn(move || run(rx, &callbacks))?;
+        .spawn(move || run(rx, stop_rx, &callbacks))?;
     let id = handle.thread().id();
-    Ok((EventSink { tx }, EventThread { handle, id }))
+    Ok((EventSink { tx }, EventThread { handle, id, stop }))
 }
 
-fn run(rx: Receiver<ClientEvent>, callbacks: &Callbacks) {
-    // Ends when every sink is dropped, after the queued events ran.
-    for event in rx {
-        callbacks.dispatch(&event);
+fn run(rx: Receiver<ClientEvent>, stop: Receiver<()>, callbacks: &Callbacks) {
+    // Ends when every sink is dropped or when stopped, after the queued
+    // events ran.
+    loop {
+        crossbeam_channel::select! {
+            recv(rx) -> event => match event {
+                Ok(event) => callbacks.dispatch(&event),
+                Err(_) => return,
+            },
+            recv(stop) -> _ => {
+                while let Ok(event) = rx.try_recv() {
+                    callbacks.dispatch(&event);
+                }
+                return;
+            }
+        }
     }
 }
