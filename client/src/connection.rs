@@ -195,6 +195,7 @@ impl Supervisor {
             outbox: outbox.clone(),
             link: shared.link.clone(),
             registered: false,
+            reverse_ids: RecentIds::default(),
         };
         let result = self.register_and_serve(&mut io, &out_rx, outbox, deadline);
         let _ = self
@@ -293,6 +294,35 @@ struct Io {
     outbox: Outbox,
     link: Arc<Link>,
     registered: bool,
+    /// Reverse-command request ids seen on this connection: a repeated one
+    /// is refused, so each id gets exactly one reply.
+    reverse_ids: RecentIds,
+}
+
+/// The last [`RecentIds::CAPACITY`] ids, oldest forgotten first.
+#[derive(Default)]
+struct RecentIds {
+    set: std::collections::HashSet<String>,
+    order: std::collections::VecDeque<String>,
+}
+
+impl RecentIds {
+    const CAPACITY: usize = 4096;
+
+    /// Records `id`; false when it was already there.
+    fn insert(&mut self, id: &str) -> bool {
+        if self.set.contains(id) {
+            return false;
+        }
+        if self.order.len() == Self::CAPACITY {
+            if let Some(old) = self.order.pop_front() {
+                self.set.remove(&old);
+            }
+        }
+        self.set.insert(id.to_owned());
+        self.order.push_back(id.to_owned());
+        true
+    }
 }
 
 fn is_would_block(e: &tungstenite::Error) -> bool {
@@ -433,8 +463,7 @@ impl Io {
             let flow = match self.ws.read() {
                 Ok(Message::Text(text)) => {
                     log::trace!("< {}", text.as_str());
-                    let decoded = self.decoder.text(text.as_str());
-                    self.on_decoded(decoded)
+                    self.on_text(text.as_str())
                 }
                 Ok(Message::Binary(bytes)) => {
                     log::trace!("< <binary {} bytes>", bytes.len());
@@ -475,6 +504,21 @@ impl Io {
             }
         }
         (Flow::Continue, true)
+    }
+
+    fn on_text(&mut self, text: &str) -> Flow {
+        if self.registered {
+            match self.decoder.event_fast_path(text, &self.namespace) {
+                Some(Ok(event)) => return self.on_event(event),
+                Some(Err(e)) => {
+                    self.events.error(DaemonClientError::protocol(e));
+                    return Flow::Continue;
+                }
+                None => {}
+            }
+        }
+        let decoded = self.decoder.text(text);
+        self.on_decoded(decoded)
     }
 
     fn on_decoded(&mut self, decoded: Result<Option<Incoming>, DecodeError>) -> Flow {
@@ -561,6 +605,12 @@ impl Io {
     fn on_event(&mut self, event: VoltEvent) -> Flow {
         match event {
             VoltEvent::CommandResponse(r) => self.link.complete(r),
+            VoltEvent::ReverseCommand(cmd) if !self.reverse_ids.insert(&cmd.request_id) => {
+                self.events.error(DaemonClientError::protocol(format!(
+                    "reverse-command {:?} repeats requestId {:?}: dropped (it has its reply)",
+                    cmd.command, cmd.request_id
+                )));
+            }
             VoltEvent::ReverseCommand(cmd) => {
                 let job = Job {
                     command: cmd,

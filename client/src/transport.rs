@@ -17,6 +17,9 @@ use crate::error::DaemonClientError;
 use crate::options::{SocketOptions, TlsOptions};
 use crate::protocol::engine::{EnginePacket, Handshake};
 
+/// Bytes read from the socket per read call.
+const READ_BUFFER: usize = 16 * 1024;
+
 /// The poll token of the waker.
 pub(crate) const WAKER: Token = Token(0);
 /// The poll token of the socket.
@@ -189,7 +192,10 @@ pub(crate) fn open(
     } else {
         Stream::Plain(tcp)
     };
+    // tungstenite zero-fills its whole read buffer before every read call:
+    // 128 KiB by default costs more than the frames it reads at our sizes.
     let config = WebSocketConfig::default()
+        .read_buffer_size(READ_BUFFER)
         .max_message_size(Some(socket.max_incoming_frame_bytes))
         .max_frame_size(Some(socket.max_incoming_frame_bytes));
     let mut result =

@@ -4,6 +4,7 @@
 
 use super::binary::{Complete, Reassembler};
 use super::engine::{EnginePacket, Handshake};
+use super::envelope::{decode_event_array, VoltEvent};
 use super::socket::Packet;
 use super::{DecodeError, Limits};
 
@@ -81,6 +82,30 @@ impl Decoder {
                 }
             }
         }))
+    }
+
+    /// The hot path: a text frame holding a plain `EVENT` on `namespace`
+    /// (`42<nsp>,[...]`, no ack id) decoded straight into a [`VoltEvent`].
+    /// `None` for anything else, or anything it cannot decode: call
+    /// [`text`](Self::text), which handles every frame and names every error.
+    pub fn event_fast_path(
+        &self,
+        text: &str,
+        namespace: &str,
+    ) -> Option<Result<VoltEvent, DecodeError>> {
+        if self.reassembler.is_waiting() || text.len() > self.limits.max_frame_bytes {
+            return None;
+        }
+        let rest = text.strip_prefix("42")?;
+        let json = if namespace == "/" {
+            rest
+        } else {
+            rest.strip_prefix(namespace)?.strip_prefix(',')?
+        };
+        if !json.starts_with('[') {
+            return None;
+        }
+        decode_event_array(json)
     }
 
     /// Decodes a binary frame: the next attachment of the waiting packet.

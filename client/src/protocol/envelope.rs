@@ -426,6 +426,96 @@ impl VoltEvent {
     }
 }
 
+/// Decodes the JSON array of a plain (non-binary) event straight into a
+/// [`VoltEvent`], without building a `Value` tree for the envelope: the hot
+/// path of both peers. Gives the same result as decoding the packet and
+/// calling [`VoltEvent::from_packet`]; `None` when the array is not one this
+/// path handles (a binary event, a non-string name, bad JSON), so the caller
+/// falls back to the general path, which names the error.
+///
+/// ```
+/// use volt_daemon_client::protocol::envelope::{decode_event_array, VoltEvent};
+/// let e = decode_event_array(r#"["command-response",{"requestId":"r1","ok":true,"data":[1]}]"#);
+/// assert!(matches!(e, Some(Ok(VoltEvent::CommandResponse(r))) if r.request_id == "r1"));
+/// ```
+pub fn decode_event_array(json: &str) -> Option<Result<VoltEvent, DecodeError>> {
+    let mut de = serde_json::Deserializer::from_str(json);
+    let event = serde::Deserializer::deserialize_seq(&mut de, EventArray).ok()?;
+    de.end().ok()?;
+    Some(event)
+}
+
+struct EventArray;
+
+impl<'de> serde::de::Visitor<'de> for EventArray {
+    type Value = Result<VoltEvent, DecodeError>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("an event array")
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        use serde::de::{Error, IgnoredAny};
+        let name: std::borrow::Cow<'de, str> = seq
+            .next_element()?
+            .ok_or_else(|| A::Error::custom("empty event array"))?;
+        fn typed<'de, A: serde::de::SeqAccess<'de>, T: Deserialize<'de>>(
+            seq: &mut A,
+            name: &str,
+        ) -> Result<Result<T, DecodeError>, A::Error> {
+            // A shape error is a decoded answer (the envelope is wrong), not
+            // a reason to fall back.
+            let arg: Value = seq.next_element()?.unwrap_or(Value::Null);
+            Ok(T::deserialize(arg).map_err(|e| DecodeError::payload(name, e.to_string())))
+        }
+        let event = match name.as_ref() {
+            names::COMMAND_RESPONSE => match seq.next_element::<CommandResponse>() {
+                Ok(Some(r)) => Ok(VoltEvent::CommandResponse(r)),
+                // Wrong shape: let the general path say what is wrong.
+                _ => return Err(A::Error::custom("fall back")),
+            },
+            names::COMMAND => match seq.next_element::<CommandRequest>() {
+                Ok(Some(r)) => Ok(VoltEvent::Command(r)),
+                _ => return Err(A::Error::custom("fall back")),
+            },
+            names::REVERSE_COMMAND => match seq.next_element::<ReverseCommand>() {
+                Ok(Some(r)) => Ok(VoltEvent::ReverseCommand(r)),
+                _ => return Err(A::Error::custom("fall back")),
+            },
+            names::REVERSE_STREAM_END => typed(&mut seq, &name)?.map(VoltEvent::ReverseStreamEnd),
+            _ => {
+                let arg: Value = seq.next_element()?.unwrap_or(Value::Null);
+                VoltEvent::from_args(&name, arg, Vec::new())
+            }
+        };
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(event)
+    }
+}
+
+/// Encodes a `command` without building an owned envelope first.
+pub fn encode_command(
+    namespace: &str,
+    request_id: &str,
+    command: &str,
+    payload: Option<&Value>,
+) -> String {
+    #[derive(Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Out<'a> {
+        request_id: &'a str,
+        command: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        payload: Option<&'a Value>,
+    }
+    let json = to_json(&Out {
+        request_id,
+        command,
+        payload,
+    });
+    event_frame(namespace, names::COMMAND, &json, 0)
+}
+
 /// The text frame of an event: `4` + header + `["name",<json>]`, where
 /// `json` is the already-serialized argument.
 pub fn event_frame(namespace: &str, name: &str, json: &str, attachments: usize) -> String {
