@@ -16,6 +16,10 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::Sender;
 use mio::{Poll, Waker};
 use serde_json::{json, Value};
+use std::io::Write;
+
+use tungstenite::protocol::frame::coding::{Data, OpCode};
+use tungstenite::protocol::frame::Frame;
 use tungstenite::{Message, WebSocket};
 
 use crate::backoff::Backoff;
@@ -215,7 +219,7 @@ impl Supervisor {
     ) -> Result<(End, bool), DaemonClientError> {
         let shared = self.ctx.shared.clone();
         let opts = &shared.options;
-        io.send_connect(&shared)?;
+        io.send_connect(&shared, &mut self.reactor, deadline)?;
         match io.run(&mut self.reactor, None, Some(deadline)) {
             Flow::Registered => io.registered = true,
             Flow::Rejected(e) => return Err(e),
@@ -334,7 +338,15 @@ impl Io {
         !self.registered
     }
 
-    fn send_connect(&mut self, shared: &Shared) -> Result<(), DaemonClientError> {
+    /// Sends the registration. Its frame carries the password, so it is
+    /// framed and written here rather than through tungstenite, whose trace
+    /// log prints every frame it writes.
+    fn send_connect(
+        &mut self,
+        shared: &Shared,
+        reactor: &mut Reactor,
+        deadline: Instant,
+    ) -> Result<(), DaemonClientError> {
         let creds = &shared.options.credentials;
         let auth = json!({
             "teamClusterId": creds.team_cluster_id,
@@ -345,11 +357,30 @@ impl Io {
         let mut text = String::from("4");
         Packet::new(PacketType::Connect, self.namespace.clone(), Some(auth)).encode_into(&mut text);
         log::trace!("> 40{},{{<auth redacted>}}", self.namespace);
-        self.write(Message::text(text))
-            .and_then(|()| self.flush())
-            .map_err(|e| {
-                DaemonClientError::connection(format!("sending the registration failed: {e}"))
-            })
+        let failed = |e: &dyn std::fmt::Display| {
+            DaemonClientError::connection(format!("sending the registration failed: {e}"))
+        };
+        let mut frame = Frame::message(text.into_bytes(), OpCode::Data(Data::Text), true);
+        frame.header_mut().mask = Some(rand::random());
+        let mut bytes = Vec::new();
+        frame.format(&mut bytes).map_err(|e| failed(&e))?;
+        // Nothing else has been written on this socket yet, so no frame of
+        // tungstenite's can be half-sent in front of ours.
+        let mut written = 0;
+        while written < bytes.len() {
+            match self.ws.get_mut().write(&bytes[written..]) {
+                Ok(0) => return Err(failed(&"the connection closed")),
+                Ok(n) => written += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    reactor
+                        .wait(deadline)
+                        .map_err(|_| failed(&"timed out or interrupted"))?;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(failed(&e)),
+            }
+        }
+        Ok(())
     }
 
     fn write(&mut self, msg: Message) -> Result<(), tungstenite::Error> {

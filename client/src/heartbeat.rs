@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 use crate::backoff::seeded_rng;
 use crate::events::EventSink;
 use crate::options::HeartbeatOptions;
-use crate::pending::{timeout_error, Link, Outcome};
+use crate::pending::{timeout_error, Link, Outcome, Waiter};
 
 /// The command name of heartbeats.
 pub const HEARTBEAT_COMMAND: &str = "runtime.heartbeat";
@@ -127,7 +127,7 @@ impl Loop {
                     HEARTBEAT_COMMAND,
                     Some(payload),
                     self.command_timeout,
-                    tx.clone(),
+                    Waiter::Channel(tx.clone()),
                 ) {
                     Ok((id, deadline)) => outstanding.push((id, deadline)),
                     Err(e) => self.events.error(e),

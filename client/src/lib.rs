@@ -38,11 +38,13 @@ mod enrollment;
 mod error;
 mod events;
 mod heartbeat;
+mod http;
 mod options;
 mod outbox;
 mod pending;
 pub mod protocol;
 mod reverse_channel;
+mod tls;
 mod transport;
 
 pub use backoff::Backoff;

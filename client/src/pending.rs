@@ -6,26 +6,84 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender};
-use parking_lot::Mutex;
+use std::sync::Arc;
+
+use crossbeam_channel::Sender;
+use parking_lot::{Condvar, Mutex};
 use serde_json::Value;
 
 use crate::error::{DaemonClientError, DaemonClientErrorCode};
 use crate::outbox::{Outbox, OutboxError};
-use crate::protocol::envelope::{CommandRequest, CommandResponse, VoltEvent};
+use crate::protocol::envelope::{encode_command, CommandResponse, Outgoing};
 
 /// What a command ends with.
 pub(crate) type Outcome = Result<Option<Value>, DaemonClientError>;
 
-/// Where a command's outcome goes: its own caller, or a shared channel (the
-/// heartbeat loop) that needs to know which request it was.
-pub(crate) type Waiter = Sender<(u128, Outcome)>;
+/// Where a command's outcome goes: its caller's own slot, or a shared
+/// channel (the heartbeat loop) that needs to know which request it was.
+pub(crate) enum Waiter {
+    Slot(Arc<Slot>),
+    Channel(Sender<(u128, Outcome)>),
+}
 
+impl Waiter {
+    fn deliver(self, id: u128, outcome: Outcome) {
+        match self {
+            Waiter::Slot(slot) => slot.put(outcome),
+            Waiter::Channel(tx) => {
+                let _ = tx.try_send((id, outcome));
+            }
+        }
+    }
+}
+
+/// A one-shot cell for one command's outcome: lighter than a channel, and
+/// the command's whole cost is on the hot path.
 #[derive(Default)]
+pub(crate) struct Slot {
+    value: Mutex<Option<Outcome>>,
+    ready: Condvar,
+}
+
+impl Slot {
+    fn put(&self, outcome: Outcome) {
+        *self.value.lock() = Some(outcome);
+        self.ready.notify_one();
+    }
+
+    /// The outcome, waiting until `deadline` (forever with `None`).
+    fn take(&self, deadline: Option<Instant>) -> Option<Outcome> {
+        let mut value = self.value.lock();
+        loop {
+            if let Some(outcome) = value.take() {
+                return Some(outcome);
+            }
+            match deadline {
+                Some(d) => {
+                    if self.ready.wait_until(&mut value, d).timed_out() {
+                        return value.take();
+                    }
+                }
+                None => self.ready.wait(&mut value),
+            }
+        }
+    }
+}
+
 struct LinkState {
     outbox: Option<Outbox>,
-    namespace: String,
+    namespace: Arc<str>,
     pending: HashMap<u128, Waiter>,
+}
+
+impl Default for LinkState {
+    fn default() -> Self {
+        LinkState {
+            outbox: None,
+            namespace: Arc::from("/"),
+            pending: HashMap::new(),
+        }
+    }
 }
 
 /// The shared link. Cheap operations only under its lock.
@@ -55,8 +113,10 @@ pub struct PendingCommand {
     command: String,
     deadline: Instant,
     timeout: Duration,
-    rx: Receiver<(u128, Outcome)>,
-    link: std::sync::Arc<Link>,
+    slot: Arc<Slot>,
+    link: Arc<Link>,
+    /// Set once the outcome is known: its entry is already gone.
+    settled: bool,
 }
 
 impl std::fmt::Debug for PendingCommand {
@@ -71,23 +131,19 @@ impl std::fmt::Debug for PendingCommand {
 impl PendingCommand {
     /// Waits for the reply: the data (or `None`), `COMMAND_REJECTED`,
     /// `COMMAND_TIMEOUT`, or `SOCKET_NOT_READY` if the connection is lost.
-    pub fn wait(self) -> Outcome {
-        match self.rx.recv_deadline(self.deadline) {
-            Ok((_, outcome)) => outcome,
-            Err(_) => {
-                // The reply may have raced the deadline: whoever removes the
-                // entry decides the outcome, so there is exactly one.
-                if self.link.remove(self.id) {
-                    Err(timeout_error(&self.command, self.timeout))
-                } else {
-                    // Whoever removed it sends right after (or dropped the
-                    // sender), so this does not block for long.
-                    self.rx
-                        .recv()
-                        .map(|(_, o)| o)
-                        .unwrap_or_else(|_| Err(DaemonClientError::not_ready("connection lost")))
-                }
-            }
+    pub fn wait(mut self) -> Outcome {
+        self.settled = true;
+        if let Some(outcome) = self.slot.take(Some(self.deadline)) {
+            return outcome;
+        }
+        // Whoever removes the entry decides the outcome, so there is exactly
+        // one: the caller (timeout), or the I/O thread, which delivers at once.
+        if self.link.remove(self.id) {
+            Err(timeout_error(&self.command, self.timeout))
+        } else {
+            self.slot
+                .take(None)
+                .unwrap_or_else(|| Err(DaemonClientError::not_ready("connection lost")))
         }
     }
 
@@ -99,7 +155,9 @@ impl PendingCommand {
 
 impl Drop for PendingCommand {
     fn drop(&mut self) {
-        self.link.remove(self.id);
+        if !self.settled {
+            self.link.remove(self.id);
+        }
     }
 }
 
@@ -115,7 +173,7 @@ impl Link {
     pub(crate) fn attach(&self, outbox: Outbox, namespace: &str) {
         let mut s = self.state.lock();
         s.outbox = Some(outbox);
-        s.namespace = namespace.to_owned();
+        s.namespace = Arc::from(namespace);
     }
 
     /// Makes the link not ready and fails every pending command at once.
@@ -126,7 +184,7 @@ impl Link {
             std::mem::take(&mut s.pending)
         };
         for (id, waiter) in pending {
-            let _ = waiter.try_send((id, Err(DaemonClientError::not_ready(why))));
+            waiter.deliver(id, Err(DaemonClientError::not_ready(why)));
         }
     }
 
@@ -135,7 +193,7 @@ impl Link {
     }
 
     /// The current outbox, when ready.
-    pub(crate) fn outbox(&self) -> Option<(Outbox, String)> {
+    pub(crate) fn outbox(&self) -> Option<(Outbox, Arc<str>)> {
         let s = self.state.lock();
         s.outbox.clone().map(|o| (o, s.namespace.clone()))
     }
@@ -161,12 +219,12 @@ impl Link {
             s.pending.insert(key, waiter);
             (outbox, s.namespace.clone())
         };
-        let out = VoltEvent::Command(CommandRequest {
-            request_id: id.to_string(),
-            command: command.to_owned(),
-            payload,
-        })
-        .encode(&namespace);
+        let mut id_text = uuid::Uuid::encode_buffer();
+        let id_text = id.hyphenated().encode_lower(&mut id_text);
+        let out = Outgoing {
+            text: encode_command(&namespace, id_text, command, payload.as_ref()),
+            attachments: Vec::new(),
+        };
         match outbox.send(out, deadline) {
             Ok(()) => Ok((key, deadline)),
             Err(e) => {
@@ -185,20 +243,21 @@ impl Link {
 
     /// Starts a command whose outcome goes to a fresh channel of its own.
     pub(crate) fn start_pending(
-        self: &std::sync::Arc<Self>,
+        self: &Arc<Self>,
         command: &str,
         payload: Option<Value>,
         timeout: Duration,
     ) -> Result<PendingCommand, DaemonClientError> {
-        let (tx, rx) = crossbeam_channel::bounded(1);
-        let (id, deadline) = self.start(command, payload, timeout, tx)?;
+        let slot = Arc::new(Slot::default());
+        let (id, deadline) = self.start(command, payload, timeout, Waiter::Slot(slot.clone()))?;
         Ok(PendingCommand {
             id,
             command: command.to_owned(),
             deadline,
             timeout,
-            rx,
+            slot,
             link: self.clone(),
+            settled: false,
         })
     }
 
@@ -232,7 +291,7 @@ impl Link {
             )
             .with_server(code, message))
         };
-        let _ = waiter.try_send((key, outcome));
+        waiter.deliver(key, outcome);
     }
 
     /// How many commands await a reply (for tests and leak checks).

@@ -286,18 +286,7 @@ fn tls_handshake(
     tcp: TcpStream,
     deadline: Instant,
 ) -> Result<native_tls::TlsStream<TcpStream>, DaemonClientError> {
-    let mut builder = native_tls::TlsConnector::builder();
-    for pem in &tls.root_certificates_pem {
-        let cert = native_tls::Certificate::from_pem(pem)
-            .map_err(|e| failed("loading a root certificate", e))?;
-        builder.add_root_certificate(cert);
-    }
-    if tls.danger_accept_invalid_certs {
-        builder
-            .danger_accept_invalid_certs(true)
-            .danger_accept_invalid_hostnames(true);
-    }
-    let connector = builder.build().map_err(|e| failed("TLS setup", e))?;
+    let connector = crate::tls::tls_connector(tls).map_err(DaemonClientError::connection)?;
     let mut result = connector.connect(&target.host, tcp);
     loop {
         match result {

@@ -1,0 +1,136 @@
+#!/usr/bin/env bash
+# Ours vs Node socket.io-client 4.8.4, same machine, same run, same server.
+#
+#   benches/compare/run.sh            # 3 rounds, 5 s per measurement
+#   ROUNDS=5 DURATION=10s benches/compare/run.sh
+#   SKIP_BUILD=1 ...                  # use the binaries already in target/release
+#
+# Starts one out-of-process volt-mock-server, then for ROUNDS rounds
+# alternates `volt-bench --json` and node-bench.js (same workload) on:
+#   throughput  CLIENTS x IN_FLIGHT (default 1 x 256) echo commands, 64-byte payloads
+#   latency     1 x 1 in flight, unpinned and pinned to core 0 (taskset),
+#               with a plain TCP ping-pong between two processes (tcp-pingpong)
+#   rss-1000    1 x 1000 in flight (one round): peak RSS
+# and prints medians and ratios ours/theirs as a Markdown table. Raw JSON
+# lines go to $OUT/results.jsonl (default target/volt-compare).
+set -euo pipefail
+
+ROUNDS=${ROUNDS:-3}
+DURATION=${DURATION:-5s}
+WARMUP=${WARMUP:-1s}
+CLIENTS=${CLIENTS:-1}
+IN_FLIGHT=${IN_FLIGHT:-256}
+PAYLOAD=${PAYLOAD:-64}
+CLUSTER=bench-cluster
+PASSWORD=bench-password
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(cd "$HERE/../.." && pwd)
+OUT=${OUT:-$ROOT/target/volt-compare}
+mkdir -p "$OUT"
+RESULTS=$OUT/results.jsonl
+: >"$RESULTS"
+NPROC=$(nproc)
+
+if [ -z "${SKIP_BUILD:-}" ]; then
+  echo "== building (release)" >&2
+  (cd "$ROOT" && cargo build --release -q -p volt-benches --bins -p volt-mock-server)
+fi
+BIN=$ROOT/target/release
+if [ ! -d "$HERE/node_modules" ]; then
+  echo "== npm ci" >&2
+  (cd "$HERE" && npm ci --no-audit --no-fund >&2)
+fi
+
+SERVER_PID=
+TCP_PID=
+cleanup() {
+  for p in $SERVER_PID $TCP_PID; do kill "$p" 2>/dev/null || true; done
+  for p in $SERVER_PID $TCP_PID; do wait "$p" 2>/dev/null || true; done
+}
+trap cleanup EXIT
+
+# start_bg VAR FILE CMD...: start CMD in the background, wait for its
+# `listening X` first line, set VAR to X and VAR_PID to its pid.
+wait_listening() {
+  local file=$1 line=
+  for _ in $(seq 100); do
+    line=$(head -n1 "$file" 2>/dev/null || true)
+    case $line in listening\ *) echo "${line#listening }"; return 0 ;; esac
+    sleep 0.05
+  done
+  echo "no 'listening' line in $file" >&2
+  return 1
+}
+
+RUST_LOG=warn "$BIN/volt-mock-server" --listen 127.0.0.1:0 --cluster "$CLUSTER:$PASSWORD" \
+  >"$OUT/server.out" 2>"$OUT/server.err" &
+SERVER_PID=$!
+URL=$(wait_listening "$OUT/server.out")
+"$BIN/tcp-pingpong" server --listen 127.0.0.1:0 >"$OUT/tcp.out" 2>&1 &
+TCP_PID=$!
+TCP_ADDR=$(wait_listening "$OUT/tcp.out")
+echo "== mock server $URL (pid $SERVER_PID), tcp-pingpong $TCP_ADDR (pid $TCP_PID)" >&2
+
+# record WORKLOAD IMPL ROUND CMD...: run CMD (prints one JSON line), tag it.
+record() {
+  local workload=$1 impl=$2 round=$3 json
+  shift 3
+  json=$("$@")
+  jq -c --arg w "$workload" --arg i "$impl" --argjson r "$round" \
+    '{workload: $w, impl: $i, round: $r} + .' <<<"$json" >>"$RESULTS"
+  jq -r --arg w "$workload" --arg i "$impl" --argjson r "$round" \
+    '"  round \($r) \($w) \($i): \(.throughput|floor)/s p50 \(.p50_us*10|round/10) us cpu/cmd \(.cpu_per_cmd_us*100|round/100) us"' \
+    <<<"$json" >&2
+}
+
+ours() { # CLIENTS IN_FLIGHT DURATION [extra...]
+  local c=$1 k=$2 d=$3
+  shift 3
+  "$BIN/volt-bench" --url "$URL" --cluster "$CLUSTER" --password "$PASSWORD" \
+    --clients "$c" --in-flight "$k" --duration "$d" --warmup "$WARMUP" \
+    --payload-bytes "$PAYLOAD" --server-pid "$SERVER_PID" --json "$@"
+}
+theirs() { # CLIENTS IN_FLIGHT DURATION
+  node "$HERE/node-bench.js" --url "$URL" --cluster "$CLUSTER" --password "$PASSWORD" \
+    --clients "$1" --in-flight "$2" --duration "$3" --warmup "$WARMUP" \
+    --payload-bytes "$PAYLOAD" --server-pid "$SERVER_PID" --json
+}
+tcp() { # DURATION
+  "$BIN/tcp-pingpong" client "$TCP_ADDR" --duration "$1" --warmup "$WARMUP" \
+    --bytes "$PAYLOAD" --json
+}
+pin_servers() { # CPULIST
+  taskset -apc "$1" "$SERVER_PID" >/dev/null
+  taskset -apc "$1" "$TCP_PID" >/dev/null
+}
+
+for r in $(seq "$ROUNDS"); do
+  echo "== round $r/$ROUNDS" >&2
+  W="throughput ${CLIENTS}x${IN_FLIGHT}"
+  record "$W" ours "$r" ours "$CLIENTS" "$IN_FLIGHT" "$DURATION"
+  record "$W" node "$r" theirs "$CLIENTS" "$IN_FLIGHT" "$DURATION"
+
+  record "latency 1x1 unpinned" ours "$r" ours 1 1 "$DURATION"
+  record "latency 1x1 unpinned" node "$r" theirs 1 1 "$DURATION"
+  record "latency 1x1 unpinned" tcp "$r" tcp "$DURATION"
+
+  pin_servers 0
+  record "latency 1x1 pinned" ours "$r" taskset -c 0 "$BIN/volt-bench" --url "$URL" \
+    --cluster "$CLUSTER" --password "$PASSWORD" --clients 1 --in-flight 1 \
+    --duration "$DURATION" --warmup "$WARMUP" --payload-bytes "$PAYLOAD" \
+    --server-pid "$SERVER_PID" --json
+  record "latency 1x1 pinned" node "$r" taskset -c 0 node "$HERE/node-bench.js" --url "$URL" \
+    --cluster "$CLUSTER" --password "$PASSWORD" --clients 1 --in-flight 1 \
+    --duration "$DURATION" --warmup "$WARMUP" --payload-bytes "$PAYLOAD" \
+    --server-pid "$SERVER_PID" --json
+  record "latency 1x1 pinned" tcp "$r" taskset -c 0 "$BIN/tcp-pingpong" client "$TCP_ADDR" \
+    --duration "$DURATION" --warmup "$WARMUP" --bytes "$PAYLOAD" --json
+  pin_servers "0-$((NPROC - 1))"
+done
+echo "== rss with 1000 in flight" >&2
+record "rss 1x1000" ours 1 ours 1 1000 2s
+record "rss 1x1000" node 1 theirs 1 1000 2s
+
+echo "== $(date -u +%Y-%m-%dT%H:%MZ), nproc $NPROC, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'), $ROUNDS rounds of $DURATION, payload $PAYLOAD bytes" >&2
+node "$HERE/summarize.js" "$RESULTS"
