@@ -26,7 +26,9 @@ use crate::backoff::Backoff;
 use crate::error::{DaemonClientError, DaemonClientErrorCode};
 use crate::events::{ClientEvent, EventSink};
 use crate::heartbeat::Heartbeat;
-use crate::outbox::{outbox, Outbox, OutboxReceiver};
+use crate::outbox::{
+    is_would_block, outbox, write_frames, write_message, Outbox, OutboxReceiver, SharedSocket,
+};
 use crate::pending::Link;
 use crate::protocol::envelope::{Outgoing, VoltEvent};
 use crate::protocol::socket::{Packet, PacketType};
@@ -183,9 +185,11 @@ impl Supervisor {
         let deadline = Instant::now() + opts.socket.connect_timeout;
         let opened = transport::open(&mut self.reactor, &target, &opts.socket, deadline)?;
         let max_payload = usize::try_from(opened.handshake.max_payload).unwrap_or(usize::MAX);
-        let (outbox, out_rx) = outbox(self.waker.clone(), max_payload);
+        let socket = SharedSocket::new(opened.ws);
+        let (outbox, out_rx) = outbox(self.waker.clone(), max_payload, socket.clone());
         let mut io = Io {
-            ws: opened.ws,
+            socket,
+            replies: Vec::new(),
             decoder: Decoder::new(Limits {
                 max_frame_bytes: opts.socket.max_incoming_frame_bytes,
                 ..Limits::default()
@@ -193,7 +197,6 @@ impl Supervisor {
             namespace: opts.socket.namespace.clone(),
             ping_window: opened.handshake.ping_deadline(),
             last_ping: Instant::now(),
-            blocked: false,
             events: self.ctx.events.clone(),
             jobs: self.ctx.jobs.clone(),
             outbox: outbox.clone(),
@@ -206,7 +209,7 @@ impl Supervisor {
             .reactor
             .poll
             .registry()
-            .deregister(io.ws.get_mut().tcp());
+            .deregister(io.socket.ws.lock().get_mut().tcp());
         result
     }
 
@@ -285,14 +288,15 @@ enum Flow {
 
 /// The live socket and everything the loop needs to route what it reads.
 struct Io {
-    ws: WebSocket<Stream>,
+    /// The socket; the connection thread locks it for one turn at a time.
+    socket: Arc<SharedSocket>,
+    /// Written by this thread at the end of the turn (pongs, 503 BUSY):
+    /// it drains the outbox, so it must never wait on it.
+    replies: Vec<Outgoing>,
     decoder: Decoder,
     namespace: String,
     ping_window: Duration,
     last_ping: Instant,
-    /// The socket would block on write: stop draining the outbox until it
-    /// becomes writable again, so memory stays bounded.
-    blocked: bool,
     events: EventSink,
     jobs: JobSender,
     outbox: Outbox,
@@ -329,10 +333,6 @@ impl RecentIds {
     }
 }
 
-fn is_would_block(e: &tungstenite::Error) -> bool {
-    matches!(e, tungstenite::Error::Io(io) if io.kind() == io::ErrorKind::WouldBlock)
-}
-
 impl Io {
     fn registering(&self) -> bool {
         !self.registered
@@ -366,9 +366,10 @@ impl Io {
         frame.format(&mut bytes).map_err(|e| failed(&e))?;
         // Nothing else has been written on this socket yet, so no frame of
         // tungstenite's can be half-sent in front of ours.
+        let mut ws = self.socket.ws.lock();
         let mut written = 0;
         while written < bytes.len() {
-            match self.ws.get_mut().write(&bytes[written..]) {
+            match ws.get_mut().write(&bytes[written..]) {
                 Ok(0) => return Err(failed(&"the connection closed")),
                 Ok(n) => written += n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
@@ -379,38 +380,6 @@ impl Io {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(failed(&e)),
             }
-        }
-        Ok(())
-    }
-
-    fn write(&mut self, msg: Message) -> Result<(), tungstenite::Error> {
-        match self.ws.write(msg) {
-            Err(e) if is_would_block(&e) => Ok(()),
-            other => other,
-        }
-    }
-
-    /// Flushes; a would-block leaves the rest buffered and marks the socket blocked.
-    fn flush(&mut self) -> Result<(), tungstenite::Error> {
-        match self.ws.flush() {
-            Ok(()) => {
-                self.blocked = false;
-                Ok(())
-            }
-            Err(e) if is_would_block(&e) => {
-                self.blocked = true;
-                Ok(())
-            }
-            Err(e) => Err(e),
-        }
-    }
-
-    fn write_outgoing(&mut self, out: Outgoing) -> Result<(), tungstenite::Error> {
-        log::trace!("> {}", out.text);
-        self.write(Message::text(out.text))?;
-        for a in out.attachments {
-            log::trace!("> <binary {} bytes>", a.len());
-            self.write(Message::binary(a))?;
         }
         Ok(())
     }
@@ -441,26 +410,23 @@ impl Io {
             if reactor.stop.load(Ordering::Acquire) {
                 return Flow::End(End::Stopped);
             }
-            let (flow, more_to_read) = self.read_batch();
+            let socket = self.socket.clone();
+            let mut ws = socket.ws.lock();
+            let (flow, more_to_read) = self.read_batch(&mut ws);
             if !matches!(flow, Flow::Continue) {
                 return flow;
             }
-            let was_blocked = self.blocked;
-            let more_to_write = match out_rx {
-                Some(rx) if !self.blocked => match self.drain(rx) {
-                    Ok(more) => more,
-                    Err(flow) => return flow,
-                },
-                _ => false,
+            let was_blocked = socket.is_blocked();
+            let more_to_write = match self.write_turn(&mut ws, out_rx) {
+                Ok(more) => more,
+                Err(flow) => return flow,
             };
-            if let Err(e) = self.flush() {
-                log::info!("write failed: {e}");
-                return Flow::End(End::Lost("transport close"));
-            }
+            drop(ws);
             // A socket that just became writable again may have left events
             // in the outbox whose senders did not wake us (still armed).
-            let unblocked = was_blocked && !self.blocked;
-            again = more_to_read || ((more_to_write || unblocked) && !self.blocked);
+            let blocked = socket.is_blocked();
+            let unblocked = was_blocked && !blocked;
+            again = more_to_read || ((more_to_write || unblocked) && !blocked);
             let now = Instant::now();
             if now >= self.last_ping + self.ping_window {
                 return Flow::End(End::Lost("ping timeout"));
@@ -473,25 +439,41 @@ impl Io {
         }
     }
 
-    /// Drains up to a batch from the outbox; true when more may wait.
-    fn drain(&mut self, rx: &OutboxReceiver) -> Result<bool, Flow> {
-        rx.disarm();
-        for _ in 0..BATCH {
-            let Some(out) = rx.try_recv() else {
-                return Ok(false);
-            };
-            if let Err(e) = self.write_outgoing(out) {
-                log::info!("write failed: {e}");
-                return Err(Flow::End(End::Lost("transport close")));
+    /// This turn's writes: replies first, then up to a batch from the
+    /// outbox (unless the socket is blocked), then one flush. True when more
+    /// may wait in the outbox.
+    fn write_turn(
+        &mut self,
+        ws: &mut WebSocket<Stream>,
+        out_rx: Option<&OutboxReceiver>,
+    ) -> Result<bool, Flow> {
+        let lost = |e: tungstenite::Error| {
+            log::info!("write failed: {e}");
+            Flow::End(End::Lost("transport close"))
+        };
+        for out in self.replies.drain(..) {
+            write_frames(ws, out).map_err(lost)?;
+        }
+        let mut more = false;
+        if let Some(rx) = out_rx.filter(|_| !self.socket.is_blocked()) {
+            rx.disarm();
+            more = true;
+            for _ in 0..BATCH {
+                let Some(out) = rx.try_recv() else {
+                    more = false;
+                    break;
+                };
+                write_frames(ws, out).map_err(lost)?;
             }
         }
-        Ok(true)
+        self.socket.flush(ws).map_err(lost)?;
+        Ok(more)
     }
 
     /// Reads up to a batch of frames; the flag says the socket may hold more.
-    fn read_batch(&mut self) -> (Flow, bool) {
+    fn read_batch(&mut self, ws: &mut WebSocket<Stream>) -> (Flow, bool) {
         for _ in 0..BATCH {
-            let flow = match self.ws.read() {
+            let flow = match ws.read() {
                 Ok(Message::Text(text)) => {
                     log::trace!("< {}", text.as_str());
                     self.on_text(text.as_str())
@@ -573,12 +555,11 @@ impl Io {
         match incoming {
             Incoming::Ping(data) => {
                 self.last_ping = Instant::now();
-                let pong = format!("3{data}");
-                log::trace!("> {pong}");
-                match self.write(Message::text(pong)) {
-                    Ok(()) => Flow::Continue,
-                    Err(_) => Flow::End(End::Lost("transport close")),
-                }
+                self.replies.push(Outgoing {
+                    text: format!("3{data}"),
+                    attachments: Vec::new(),
+                });
+                Flow::Continue
             }
             Incoming::Pong(_) | Incoming::Noop => Flow::Continue,
             Incoming::Close => Flow::End(End::Lost("transport close")),
@@ -653,11 +634,7 @@ impl Io {
                     log::warn!("handler pool saturated: {} answered 503", cmd.command);
                     let reply =
                         error_reply(&cmd, 503, "BUSY", "the handler pool is saturated".into());
-                    // Written directly: this thread drains the outbox, so it
-                    // must never wait on it.
-                    if self.write_outgoing(reply.encode(&self.namespace)).is_err() {
-                        return Flow::End(End::Lost("transport close"));
-                    }
+                    self.replies.push(reply.encode(&self.namespace));
                 }
             }
             VoltEvent::Message(m) => self.events.post(ClientEvent::Message(m)),
@@ -672,16 +649,17 @@ impl Io {
     /// Sends `41` (when registered) and a close frame, then flushes for a
     /// short while: a best effort, the socket is dropped right after.
     fn close_gracefully(&mut self, reactor: &mut Reactor, registered: bool) {
+        let mut ws = self.socket.ws.lock();
         if registered {
             let mut text = String::from("4");
             Packet::new(PacketType::Disconnect, self.namespace.clone(), None)
                 .encode_into(&mut text);
-            let _ = self.write(Message::text(text));
+            let _ = write_message(&mut ws, Message::text(text));
         }
-        let _ = self.ws.close(None);
+        let _ = ws.close(None);
         let until = Instant::now() + Duration::from_millis(200);
         while Instant::now() < until {
-            match self.ws.flush() {
+            match ws.flush() {
                 Err(e) if is_would_block(&e) => {
                     let _ = reactor.poll.poll(
                         &mut reactor.events,

@@ -16,6 +16,10 @@ use crate::error::{DaemonClientError, DaemonClientErrorCode};
 use crate::outbox::{Outbox, OutboxError};
 use crate::protocol::envelope::{encode_command, CommandResponse, Outgoing};
 
+/// Commands in flight up to which a new one is written on the caller's
+/// thread rather than queued for the connection thread.
+const DIRECT_WRITE_MAX_IN_FLIGHT: usize = 2;
+
 /// What a command ends with.
 pub(crate) type Outcome = Result<Option<Value>, DaemonClientError>;
 
@@ -209,7 +213,7 @@ impl Link {
         let deadline = Instant::now() + timeout;
         let id = uuid::Uuid::new_v4();
         let key = id.as_u128();
-        let (outbox, namespace) = {
+        let (outbox, namespace, direct) = {
             let mut s = self.state.lock();
             let Some(outbox) = s.outbox.clone() else {
                 return Err(DaemonClientError::not_ready(
@@ -217,7 +221,10 @@ impl Link {
                 ));
             };
             s.pending.insert(key, waiter);
-            (outbox, s.namespace.clone())
+            // Few in flight: write on this thread, for latency. Many: queue,
+            // so the connection thread writes them in batches.
+            let direct = s.pending.len() <= DIRECT_WRITE_MAX_IN_FLIGHT;
+            (outbox, s.namespace.clone(), direct)
         };
         let mut id_text = uuid::Uuid::encode_buffer();
         let id_text = id.hyphenated().encode_lower(&mut id_text);
@@ -225,7 +232,7 @@ impl Link {
             text: encode_command(&namespace, id_text, command, payload.as_ref()),
             attachments: Vec::new(),
         };
-        match outbox.send(out, deadline) {
+        match outbox.send_with(out, deadline, direct) {
             Ok(()) => Ok((key, deadline)),
             Err(e) => {
                 self.remove(key);
