@@ -153,8 +153,8 @@ impl fmt::Debug for HeartbeatOptions {
 /// ```
 #[derive(Debug, Clone, Default)]
 pub struct TlsOptions {
-    /// Extra trusted roots, PEM. For the socket they are added to the
-    /// system's roots; for enrollment they replace them (ureq's rule).
+    /// Extra trusted roots, PEM, added to the system's roots (for the
+    /// socket and for enrollment alike).
     pub root_certificates_pem: Vec<Vec<u8>>,
     /// Accept any certificate and host name. Only for tests.
     pub danger_accept_invalid_certs: bool,
