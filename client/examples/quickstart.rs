@@ -113,26 +113,26 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
 
     // 5. Reverse commands: data, body, stream, and one with no handler.
-    let r = server.dispatch(CLUSTER, "list-files", json!({ "dir": "/var/log" }))?;
+    let r = server.try_dispatch(CLUSTER, "list-files", json!({ "dir": "/var/log" }))?;
     println!(
         "reverse data      <- status {} data {}",
         r.status,
         r.data.unwrap_or_default()
     );
-    let r = server.dispatch(CLUSTER, "read-file", json!(null))?;
+    let r = server.try_dispatch(CLUSTER, "read-file", json!(null))?;
     println!(
         "reverse body      <- status {} {:?}",
         r.status,
         String::from_utf8_lossy(&r.body.unwrap_or_default())
     );
-    let r = server.dispatch(CLUSTER, "tail-log", json!(null))?;
+    let r = server.try_dispatch(CLUSTER, "tail-log", json!(null))?;
     println!(
         "reverse stream    <- status {} {} chunks, {} bytes",
         r.status,
         r.chunks.unwrap_or_default(),
         r.stream_chunks.iter().map(Vec::len).sum::<usize>()
     );
-    let r = server.dispatch(CLUSTER, "reboot", json!(null))?;
+    let r = server.try_dispatch(CLUSTER, "reboot", json!(null))?;
     println!(
         "reverse unknown   <- status {} {:?}",
         r.status,

@@ -27,9 +27,7 @@ fn a_data_handler_gets_payload_and_context_and_its_data_is_the_reply() {
         Ok(CommandResult::data(json!({"got": payload})).with_header("x-kind", "files"))
     });
     connect(&client);
-    let reply = server
-        .dispatch(DEFAULT_CLUSTER, "list-files", json!({"dir": "/tmp"}))
-        .unwrap();
+    let reply = server.dispatch(DEFAULT_CLUSTER, "list-files", json!({"dir": "/tmp"}));
     assert_eq!(reply.status, 200);
     assert_eq!(reply.command, "list-files");
     assert_eq!(reply.data, Some(json!({"got": {"dir": "/tmp"}})));
@@ -39,9 +37,7 @@ fn a_data_handler_gets_payload_and_context_and_its_data_is_the_reply() {
     assert_eq!(command, "list-files");
     assert_eq!(request_id, reply.request_id);
     // No payload: the handler sees Null.
-    let reply = server
-        .dispatch(DEFAULT_CLUSTER, "list-files", Value::Null)
-        .unwrap();
+    let reply = server.dispatch(DEFAULT_CLUSTER, "list-files", Value::Null);
     assert_eq!(reply.data, Some(json!({"got": null})));
     disconnect(&client);
 }
@@ -61,19 +57,13 @@ fn a_trait_handler_can_be_registered_replaced_and_unregistered() {
     let server = MockServer::start();
     let client = connected(&server);
     client.register_handler("shout", Upper);
-    let reply = server
-        .dispatch(DEFAULT_CLUSTER, "shout", json!("hi"))
-        .unwrap();
+    let reply = server.dispatch(DEFAULT_CLUSTER, "shout", json!("hi"));
     assert_eq!(reply.data, Some(json!("HI")));
     client.register_handler_fn("shout", |_p, _c| Ok(CommandResult::data(json!("replaced"))));
-    let reply = server
-        .dispatch(DEFAULT_CLUSTER, "shout", json!("hi"))
-        .unwrap();
+    let reply = server.dispatch(DEFAULT_CLUSTER, "shout", json!("hi"));
     assert_eq!(reply.data, Some(json!("replaced")));
     client.unregister_handler("shout");
-    let reply = server
-        .dispatch(DEFAULT_CLUSTER, "shout", json!("hi"))
-        .unwrap();
+    let reply = server.dispatch(DEFAULT_CLUSTER, "shout", json!("hi"));
     assert_eq!(reply.status, 404);
     disconnect(&client);
 }
@@ -89,9 +79,7 @@ fn a_body_handler_replies_with_one_binary_attachment() {
         Ok(CommandResult::body(bytes.clone()).with_status(201))
     });
     connect(&client);
-    let reply = server
-        .dispatch(DEFAULT_CLUSTER, "read-file", Value::Null)
-        .unwrap();
+    let reply = server.dispatch(DEFAULT_CLUSTER, "read-file", Value::Null);
     assert_eq!(reply.status, 201);
     assert_eq!(reply.body, Some(expected));
     assert_eq!(reply.data, None);
@@ -113,9 +101,7 @@ fn a_stream_handler_sends_its_reader_in_64k_chunks_then_the_end() {
         Ok(CommandResult::stream(std::io::Cursor::new(pattern(len))))
     });
     connect(&client);
-    let reply = server
-        .dispatch(DEFAULT_CLUSTER, "tail-log", Value::Null)
-        .unwrap();
+    let reply = server.dispatch(DEFAULT_CLUSTER, "tail-log", Value::Null);
     assert_eq!(reply.status, 200);
     assert!(reply.error.is_none(), "{:?}", reply.error);
     assert_eq!(reply.stream_chunks.len(), 4, "200 KiB in 64 KiB chunks");
@@ -154,9 +140,7 @@ fn a_stream_read_error_ends_the_stream_early_with_handler_error() {
         Ok(CommandResult::stream(Failing { ok: 64 * 1024 }))
     });
     connect(&client);
-    let reply = server
-        .dispatch(DEFAULT_CLUSTER, "tail-log", Value::Null)
-        .unwrap();
+    let reply = server.dispatch(DEFAULT_CLUSTER, "tail-log", Value::Null);
     assert_eq!(reply.chunks, Some(1), "{reply:?}");
     assert_eq!(reply.stream.as_ref().map(Vec::len), Some(64 * 1024));
     let err = reply.error.expect("an end error");
@@ -177,9 +161,7 @@ fn an_empty_result_replies_with_status_and_headers_only() {
             .with_header("etag", "v1"))
     });
     connect(&client);
-    let reply = server
-        .dispatch(DEFAULT_CLUSTER, "touch", Value::Null)
-        .unwrap();
+    let reply = server.dispatch(DEFAULT_CLUSTER, "touch", Value::Null);
     assert_eq!(reply.status, 204);
     assert_eq!(reply.headers.get("etag"), Some(&json!("v1")));
     assert_eq!((reply.data, reply.body, reply.stream), (None, None, None));
@@ -192,9 +174,7 @@ fn a_command_without_handler_gets_404_unknown_command() {
     fail_on_unexpected_panics();
     let server = MockServer::start();
     let client = connected(&server);
-    let reply = server
-        .dispatch(DEFAULT_CLUSTER, "nobody-home", json!({}))
-        .unwrap();
+    let reply = server.dispatch(DEFAULT_CLUSTER, "nobody-home", json!({}));
     assert_eq!(reply.status, 404);
     assert_eq!(reply.command, "nobody-home");
     assert_eq!(reply.error.unwrap().code, "UNKNOWN_COMMAND");
@@ -209,9 +189,7 @@ fn a_failing_handler_gets_500_handler_error_and_on_error() {
     let rec = Recorder::attach(&client);
     client.register_handler_fn("fails", |_p, _c| Err("permission denied".into()));
     connect(&client);
-    let reply = server
-        .dispatch(DEFAULT_CLUSTER, "fails", Value::Null)
-        .unwrap();
+    let reply = server.dispatch(DEFAULT_CLUSTER, "fails", Value::Null);
     assert_eq!(reply.status, 500);
     let err = reply.error.unwrap();
     assert_eq!(err.code, "HANDLER_ERROR");
@@ -230,9 +208,7 @@ fn a_panicking_handler_gets_500_and_the_pool_keeps_serving() {
     client.register_handler_fn("echo", |p, _c| Ok(CommandResult::data(p)));
     connect(&client);
     for _ in 0..3 {
-        let reply = server
-            .dispatch(DEFAULT_CLUSTER, "boom", Value::Null)
-            .unwrap();
+        let reply = server.dispatch(DEFAULT_CLUSTER, "boom", Value::Null);
         assert_eq!(reply.status, 500);
         let err = reply.error.unwrap();
         assert_eq!(err.code, "HANDLER_ERROR");
@@ -240,9 +216,7 @@ fn a_panicking_handler_gets_500_and_the_pool_keeps_serving() {
         rec.expect("HANDLER_ERROR", |cb| cb.is_error(Code::HandlerError));
     }
     // The single handler thread survived its panics.
-    let reply = server
-        .dispatch(DEFAULT_CLUSTER, "echo", json!("alive"))
-        .unwrap();
+    let reply = server.dispatch(DEFAULT_CLUSTER, "echo", json!("alive"));
     assert_eq!(reply.data, Some(json!("alive")));
     assert!(client.is_ready());
     disconnect(&client);
@@ -271,7 +245,7 @@ fn a_saturated_handler_pool_answers_503_busy() {
     connect(&client);
     let dispatch = |n: u64| {
         let s = server.clone();
-        std::thread::spawn(move || s.dispatch(DEFAULT_CLUSTER, "block", json!(n)))
+        std::thread::spawn(move || s.try_dispatch(DEFAULT_CLUSTER, "block", json!(n)))
     };
     let sent = |n: usize| {
         server
@@ -301,7 +275,7 @@ fn a_saturated_handler_pool_answers_503_busy() {
             let s = server.clone();
             std::thread::spawn(move || {
                 (0..2)
-                    .map(|i| s.dispatch(DEFAULT_CLUSTER, "block", json!(100 + t * 10 + i)))
+                    .map(|i| s.try_dispatch(DEFAULT_CLUSTER, "block", json!(100 + t * 10 + i)))
                     .collect::<Vec<_>>()
             })
         })
@@ -323,7 +297,7 @@ fn a_saturated_handler_pool_answers_503_busy() {
     assert_eq!(runs.load(Ordering::SeqCst), 2);
     // The pool serves again.
     gate_tx.send(()).unwrap();
-    let reply = server.dispatch(DEFAULT_CLUSTER, "block", json!(3)).unwrap();
+    let reply = server.dispatch(DEFAULT_CLUSTER, "block", json!(3));
     assert_eq!((reply.status, reply.data), (200, Some(json!(3))));
     disconnect(&client);
 }

@@ -114,7 +114,7 @@ fn real_client_answers_reverse_commands_with_data_body_and_stream() {
     let daemon = real_daemon(&server);
 
     let r = server
-        .dispatch(CLUSTER, "echo", json!({"dir": "/var/log"}))
+        .try_dispatch(CLUSTER, "echo", json!({"dir": "/var/log"}))
         .expect("echo");
     assert_eq!(
         (r.status, r.data.clone()),
@@ -124,21 +124,21 @@ fn real_client_answers_reverse_commands_with_data_body_and_stream() {
     daemon.expect_event("reverse-command", WAIT);
 
     let r = server
-        .dispatch(CLUSTER, "headers", Value::Null)
+        .try_dispatch(CLUSTER, "headers", Value::Null)
         .expect("headers");
     assert_eq!(r.status, 201);
     assert_eq!(r.headers.get("x-test"), Some(&json!("1")));
     assert_eq!(r.data, Some(json!({"created": true})));
 
     let r = server
-        .dispatch(CLUSTER, "blob", json!({"size": 3000}))
+        .try_dispatch(CLUSTER, "blob", json!({"size": 3000}))
         .expect("blob");
     assert_eq!(r.status, 200);
     assert_eq!(r.body, Some(counter_bytes(3000, 0)), "the attachment bytes");
     assert_eq!(r.data, None);
 
     let r = server
-        .dispatch(CLUSTER, "chunks", json!({"count": 20, "size": 100}))
+        .try_dispatch(CLUSTER, "chunks", json!({"count": 20, "size": 100}))
         .expect("chunks");
     assert_eq!(r.status, 200);
     assert_eq!(r.chunks, Some(20));
@@ -148,7 +148,7 @@ fn real_client_answers_reverse_commands_with_data_body_and_stream() {
     assert_eq!(r.error, None);
 
     let r = server
-        .dispatch(CLUSTER, "fail-stream", Value::Null)
+        .try_dispatch(CLUSTER, "fail-stream", Value::Null)
         .expect("fail-stream");
     assert_eq!(r.chunks, Some(2));
     assert_eq!(
@@ -157,7 +157,7 @@ fn real_client_answers_reverse_commands_with_data_body_and_stream() {
     );
 
     let r = server
-        .dispatch(CLUSTER, "no-such-handler", Value::Null)
+        .try_dispatch(CLUSTER, "no-such-handler", Value::Null)
         .expect("404");
     assert_eq!(r.status, 404);
     assert_eq!(
@@ -165,7 +165,9 @@ fn real_client_answers_reverse_commands_with_data_body_and_stream() {
         Some("UNKNOWN_COMMAND")
     );
 
-    let r = server.dispatch(CLUSTER, "boom", Value::Null).expect("500");
+    let r = server
+        .try_dispatch(CLUSTER, "boom", Value::Null)
+        .expect("500");
     assert_eq!(r.status, 500);
     assert_eq!(
         r.error.as_ref().map(|e| e.code.as_str()),

@@ -219,9 +219,22 @@ impl MockServer {
     }
 
     /// Sends a reverse command to the cluster's newest connection and waits
-    /// (up to [`DEFAULT_DISPATCH_TIMEOUT`]) for its whole reply. A `Null`
-    /// payload is left out of the envelope.
-    pub fn dispatch(
+    /// (up to [`DEFAULT_DISPATCH_TIMEOUT`]) for its whole reply, whatever its
+    /// status. A `Null` payload is left out of the envelope.
+    ///
+    /// # Panics
+    /// When the daemon is not connected, does not answer in time, or
+    /// disconnects first: a test wants the reply. [`try_dispatch`] returns
+    /// those as errors instead.
+    ///
+    /// [`try_dispatch`]: Self::try_dispatch
+    pub fn dispatch(&self, cluster: &str, command: &str, payload: Value) -> ReverseReply {
+        self.try_dispatch(cluster, command, payload)
+            .unwrap_or_else(|e| panic!("dispatch of {command:?} to {cluster}: {e}"))
+    }
+
+    /// [`dispatch`](Self::dispatch) that returns failures as values.
+    pub fn try_dispatch(
         &self,
         cluster: &str,
         command: &str,
@@ -230,7 +243,7 @@ impl MockServer {
         self.dispatch_with_timeout(cluster, command, payload, DEFAULT_DISPATCH_TIMEOUT)
     }
 
-    /// [`dispatch`](Self::dispatch) with its own timeout.
+    /// [`try_dispatch`](Self::try_dispatch) with its own timeout.
     pub fn dispatch_with_timeout(
         &self,
         cluster: &str,
