@@ -32,6 +32,29 @@ pub use volt_mock_server::{
     FrameRecord, RawFrame, RejectRegistration, Responder, ReverseReply, ServerEvent, Stats,
 };
 
+/// When a wait ends: a `Duration` from now, or an `Instant`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Deadline(pub Instant);
+
+impl Deadline {
+    /// Time left until the deadline (zero when past).
+    pub fn remaining(self) -> Duration {
+        self.0.saturating_duration_since(Instant::now())
+    }
+}
+
+impl From<Duration> for Deadline {
+    fn from(d: Duration) -> Self {
+        Deadline(Instant::now() + d)
+    }
+}
+
+impl From<Instant> for Deadline {
+    fn from(i: Instant) -> Self {
+        Deadline(i)
+    }
+}
+
 /// The cluster a [`MockServer`] serves when none is configured.
 pub const DEFAULT_CLUSTER: &str = "cluster-test";
 /// The password of [`DEFAULT_CLUSTER`].
@@ -400,14 +423,16 @@ impl MockServer {
         self.server.events().next_seq()
     }
 
-    /// Waits up to `timeout` for the first event past the cursor that
-    /// `matcher` accepts, and moves the cursor past it: successive calls
-    /// see successive events. The cursor starts at the first event.
+    /// Waits until `deadline` (a `Duration` from now or an `Instant`) for
+    /// the first event past the cursor that `matcher` accepts, and moves the
+    /// cursor past it: successive calls see successive events. The cursor
+    /// starts at the first event.
     pub fn expect_event(
         &self,
         matcher: impl FnMut(&ServerEvent) -> bool,
-        timeout: Duration,
+        deadline: impl Into<Deadline>,
     ) -> Result<ServerEvent, ExpectError> {
+        let timeout = deadline.into().remaining();
         let mut cursor = self.cursor.lock();
         let (seq, e) = self.expect_from(*cursor, matcher, timeout)?;
         *cursor = seq + 1;
@@ -420,9 +445,10 @@ impl MockServer {
         &self,
         from: u64,
         matcher: impl FnMut(&ServerEvent) -> bool,
-        timeout: Duration,
+        deadline: impl Into<Deadline>,
     ) -> Result<ServerEvent, ExpectError> {
-        self.expect_from(from, matcher, timeout).map(|(_, e)| e)
+        self.expect_from(from, matcher, deadline.into().remaining())
+            .map(|(_, e)| e)
     }
 
     fn expect_from(
@@ -451,8 +477,9 @@ impl MockServer {
         &self,
         cluster: &str,
         n: usize,
-        timeout: Duration,
+        deadline: impl Into<Deadline>,
     ) -> Result<(), ExpectError> {
+        let timeout = deadline.into().remaining();
         if n == 0 {
             return Ok(());
         }
