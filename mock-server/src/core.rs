@@ -4,6 +4,7 @@
 
 use std::cmp::Ordering;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, Shutdown, SocketAddr, TcpStream};
 use std::os::fd::AsRawFd;
@@ -23,11 +24,11 @@ use tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
 use tungstenite::{Message, WebSocket};
 use volt_daemon_client::protocol::binary::Complete;
 use volt_daemon_client::protocol::envelope::{
-    names, CommandRequest, CommandResponse, ErrorBody, ReplyBody, ReverseCommand, ReverseResponse,
-    ReverseStreamEnd, VoltEvent,
+    names, CommandRequest, ErrorBody, ReplyBody, ReverseCommand, ReverseResponse, ReverseStreamEnd,
+    VoltEvent,
 };
-use volt_daemon_client::protocol::socket::{Packet, PacketType};
-use volt_daemon_client::protocol::{Decoder, Incoming, Limits};
+use volt_daemon_client::protocol::socket::{encode_header, Packet, PacketType};
+use volt_daemon_client::protocol::{DecodeError, Decoder, Incoming, Limits};
 
 use crate::config::ServerConfig;
 use crate::events::EventLog;
@@ -41,6 +42,30 @@ const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 const CLOSE_LINGER: Duration = Duration::from_secs(1);
 /// Most HTTP (admin, enrollment, TLS handshake) threads at once.
 pub(crate) const MAX_HTTP_THREADS: usize = 512;
+
+/// Hashes the loop's own connection ids (sequential `u64`s it hands out,
+/// never chosen by a peer) with one multiplication instead of SipHash: the
+/// connection table is looked up several times per frame.
+#[derive(Default)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        // Fibonacci hashing: spreads consecutive ids over the high bits
+        // (hashbrown's control bytes) while the low bits stay distinct.
+        self.0 = (self.0 ^ n).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
 
 /// A request to the loop.
 pub(crate) type Call = Box<dyn FnOnce(&mut Core) + Send>;
@@ -184,14 +209,137 @@ struct Pending {
 #[derive(Default)]
 pub(crate) struct Received {
     pub messages: VecDeque<Value>,
-    pub commands: VecDeque<Value>,
+    /// The requests as decoded; [`command_envelope`] turns one into the
+    /// JSON the admin API and [`ServerHandle`](crate::ServerHandle) show.
+    pub commands: VecDeque<CommandRequest>,
+}
+
+/// A recorded `command` as JSON: `{"requestId","command"[,"payload"]}`.
+pub(crate) fn command_envelope(req: &CommandRequest) -> Value {
+    let mut envelope = Map::new();
+    envelope.insert("requestId".into(), req.request_id.clone().into());
+    envelope.insert("command".into(), req.command.clone().into());
+    if let Some(p) = &req.payload {
+        envelope.insert("payload".into(), p.clone());
+    }
+    Value::Object(envelope)
+}
+
+/// `42<nsp>,["command-response",`: what every `command-response` frame
+/// on `namespace` starts with.
+fn command_response_prefix(namespace: &str) -> String {
+    let mut head = String::with_capacity(namespace.len() + 24);
+    head.push('4');
+    encode_header(&mut head, PacketType::Event, 0, namespace, None);
+    head.push_str("[\"");
+    head.push_str(names::COMMAND_RESPONSE);
+    head.push_str("\",");
+    head
+}
+
+/// The text frame of a `command-response` (`prefix` from
+/// [`command_response_prefix`]), serialized from borrowed fields (no owned
+/// envelope) through `scratch`, then copied once into an exactly sized
+/// `String` (tungstenite turns a `String` whose length is its capacity
+/// into its payload without another allocation). Byte for byte what
+/// `VoltEvent::CommandResponse(..).encode(namespace).text` gives.
+fn command_response_frame(
+    scratch: &mut Vec<u8>,
+    prefix: &str,
+    request_id: &str,
+    ok: bool,
+    data: Option<&Value>,
+    error: Option<&ErrorBody>,
+) -> String {
+    // The field order and omissions of `CommandResponse`'s Serialize.
+    scratch.clear();
+    scratch.extend_from_slice(prefix.as_bytes());
+    scratch.extend_from_slice(b"{\"requestId\":");
+    write_json_str(scratch, request_id);
+    scratch.extend_from_slice(if ok {
+        b",\"ok\":true"
+    } else {
+        b",\"ok\":false"
+    });
+    if let Some(data) = data {
+        scratch.extend_from_slice(b",\"data\":");
+        write_json(scratch, data);
+    }
+    if let Some(error) = error {
+        scratch.extend_from_slice(b",\"error\":{\"code\":");
+        write_json_str(scratch, &error.code);
+        scratch.extend_from_slice(b",\"message\":");
+        write_json_str(scratch, &error.message);
+        scratch.push(b'}');
+    }
+    scratch.extend_from_slice(b"}]");
+    // Everything written is UTF-8 (the prefix is a `str`, the rest JSON).
+    std::str::from_utf8(scratch)
+        .map(str::to_owned)
+        .unwrap_or_default()
+}
+
+/// Appends `v` as compact JSON, byte for byte what `serde_json` writes,
+/// with a fast path for strings that need no escaping (serde_json escapes
+/// byte by byte; this is the bulk of a `command-response`).
+fn write_json(out: &mut Vec<u8>, v: &Value) {
+    match v {
+        Value::Null => out.extend_from_slice(b"null"),
+        Value::Bool(true) => out.extend_from_slice(b"true"),
+        Value::Bool(false) => out.extend_from_slice(b"false"),
+        // Numbers serialize infallibly.
+        Value::Number(n) => {
+            let _ = serde_json::to_writer(&mut *out, n);
+        }
+        Value::String(s) => write_json_str(out, s),
+        Value::Array(a) => {
+            out.push(b'[');
+            for (i, x) in a.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_json(out, x);
+            }
+            out.push(b']');
+        }
+        Value::Object(m) => {
+            out.push(b'{');
+            for (i, (k, x)) in m.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_json_str(out, k);
+                out.push(b':');
+                write_json(out, x);
+            }
+            out.push(b'}');
+        }
+    }
+}
+
+/// Appends `s` as a JSON string: copied as is between quotes when nothing
+/// in it needs escaping, else written by `serde_json` (identical output).
+fn write_json_str(out: &mut Vec<u8>, s: &str) {
+    // No early exit: this form vectorizes.
+    let needs_escape = s.bytes().fold(false, |acc, b| {
+        acc | (b < 0x20) | (b == b'"') | (b == b'\\')
+    });
+    if needs_escape {
+        // Strings serialize infallibly.
+        let _ = serde_json::to_writer(&mut *out, s);
+    } else {
+        out.reserve(s.len() + 2);
+        out.push(b'"');
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+    }
 }
 
 /// All state of the server, owned by the loop thread.
 pub(crate) struct Core {
     pub shared: Arc<Shared>,
     registry: Registry,
-    conns: HashMap<u64, Conn>,
+    conns: ConnMap,
     next_id: u64,
     timers: BinaryHeap<Timer>,
     timer_seq: u64,
@@ -210,6 +358,10 @@ pub(crate) struct Core {
     dirty: Vec<u64>,
     ws_config: WebSocketConfig,
     limits: Limits,
+    /// [`command_response_prefix`] of our namespace.
+    response_prefix: String,
+    /// Reused by [`command_response_frame`].
+    scratch: Vec<u8>,
 }
 
 /// Starts the loop thread.
@@ -248,7 +400,7 @@ pub(crate) fn start(
         .max_frame_size(Some(cfg.max_payload));
     let core = Core {
         registry: poll.registry().try_clone()?,
-        conns: HashMap::new(),
+        conns: HashMap::default(),
         next_id: 2,
         timers: BinaryHeap::new(),
         timer_seq: 0,
@@ -274,6 +426,8 @@ pub(crate) fn start(
             max_frame_bytes: cfg.max_payload,
             ..Limits::default()
         },
+        response_prefix: command_response_prefix(&cfg.namespace),
+        scratch: Vec::new(),
         shared: shared.clone(),
     };
     let handle = std::thread::Builder::new()
@@ -329,6 +483,19 @@ fn run(mut core: Core, mut poll: Poll, mut listener: mio::net::TcpListener, rx: 
     core.shared.events.close();
 }
 
+type ConnMap = HashMap<u64, Conn, BuildHasherDefault<IdHasher>>;
+
+/// The WebSocket connection `id` (borrowing only the connection table).
+fn ws_in(conns: &mut ConnMap, id: u64) -> Option<&mut WsConn> {
+    match conns.get_mut(&id) {
+        Some(Conn {
+            kind: ConnKind::Ws(w),
+            ..
+        }) => Some(w),
+        _ => None,
+    }
+}
+
 fn ws_error_is_would_block(e: &tungstenite::Error) -> bool {
     matches!(e, tungstenite::Error::Io(io) if io.kind() == io::ErrorKind::WouldBlock)
 }
@@ -368,13 +535,7 @@ impl Core {
     }
 
     fn ws(&mut self, id: u64) -> Option<&mut WsConn> {
-        match self.conns.get_mut(&id) {
-            Some(Conn {
-                kind: ConnKind::Ws(w),
-                ..
-            }) => Some(w),
-            _ => None,
-        }
+        ws_in(&mut self.conns, id)
     }
 
     fn cluster_of(&self, id: u64) -> Option<String> {
@@ -733,7 +894,7 @@ impl Core {
                 continue;
             }
             match msg {
-                Message::Text(t) => self.on_frame(id, RawFrame::Text(t.as_str().to_owned())),
+                Message::Text(t) => self.on_text(id, t.as_str()),
                 Message::Binary(b) => self.on_frame(id, RawFrame::Binary(b.to_vec())),
                 Message::Close(_) => {
                     // tungstenite queued the close reply; the next read ends it.
@@ -746,12 +907,7 @@ impl Core {
                 _ => {}
             }
             // tungstenite may have a pong or close reply to send.
-            if let Some(w) = self.ws(id) {
-                if !w.dirty {
-                    w.dirty = true;
-                    self.dirty.push(id);
-                }
-            }
+            self.mark_dirty(id);
         }
     }
 
@@ -776,7 +932,7 @@ impl Core {
     }
 
     fn mark_dirty(&mut self, id: u64) {
-        if let Some(w) = self.ws(id) {
+        if let Some(w) = ws_in(&mut self.conns, id) {
             if !w.dirty {
                 w.dirty = true;
                 self.dirty.push(id);
@@ -802,7 +958,9 @@ impl Core {
 
     pub(crate) fn send_frame(&mut self, id: u64, frame: RawFrame) {
         self.record(id, Direction::Out, &frame);
-        let Some(w) = self.ws(id) else { return };
+        let Some(w) = ws_in(&mut self.conns, id) else {
+            return;
+        };
         if w.closing {
             return;
         }
@@ -810,23 +968,27 @@ impl Core {
             RawFrame::Text(t) => Message::text(t),
             RawFrame::Binary(b) => Message::binary(b),
         };
-        match w.ws.write(msg) {
-            Ok(()) => {}
-            Err(e) if ws_error_is_would_block(&e) => {}
+        // Buffered by tungstenite (it writes through only past its write
+        // buffer size); `flush_dirty` flushes once per wake.
+        let failure = match w.ws.write(msg) {
+            Ok(()) => None,
+            Err(e) if ws_error_is_would_block(&e) => None,
             Err(tungstenite::Error::WriteBufferFull(_)) => {
                 log::warn!("connection {id}: write buffer full, dropping it");
-                self.end_session(id, "write buffer full");
-                self.remove_conn(id);
-                return;
+                Some("write buffer full")
             }
-            Err(_) => {
-                self.end_session(id, "transport error");
-                self.remove_conn(id);
-                return;
-            }
+            Err(_) => Some("transport error"),
+        };
+        if let Some(reason) = failure {
+            self.end_session(id, reason);
+            self.remove_conn(id);
+            return;
+        }
+        if !w.dirty {
+            w.dirty = true;
+            self.dirty.push(id);
         }
         self.stats.frames_out += 1;
-        self.mark_dirty(id);
     }
 
     fn send_text(&mut self, id: u64, text: String) {
@@ -1020,20 +1182,63 @@ impl Core {
     // ------------------------------------------------------------------
     // Engine.IO / Socket.IO
 
-    fn on_frame(&mut self, id: u64, frame: RawFrame) {
+    /// Counts an incoming frame and applies `dropAfterFrames`: `false` when
+    /// the connection is gone (or was just dropped).
+    fn frame_in(&mut self, id: u64) -> bool {
         self.stats.frames_in += 1;
-        self.record(id, Direction::In, &frame);
         let drop_after = self.faults.drop_after_frames;
-        let Some(w) = self.ws(id) else { return };
+        let Some(w) = self.ws(id) else { return false };
         w.frames_in += 1;
         if drop_after.is_some_and(|n| w.frames_in >= n) {
             self.drop_conn(id, "dropAfterFrames fault");
+            return false;
+        }
+        true
+    }
+
+    /// An incoming text frame. A registered daemon's plain event on our
+    /// namespace (the hot path: `command`) is decoded straight into its
+    /// envelope; everything else, and anything the fast path declines or
+    /// fails on, goes through the general decoder exactly as before.
+    fn on_text(&mut self, id: u64, text: &str) {
+        if self.cfg().record_frames {
+            self.record(id, Direction::In, &RawFrame::Text(text.to_owned()));
+        }
+        if !self.frame_in(id) {
             return;
         }
+        let namespace = &self.shared.config.namespace;
+        let fast = match ws_in(&mut self.conns, id) {
+            Some(w) if w.reg.is_some() => match w.decoder.event_fast_path(text, namespace) {
+                // A message keeps its JSON exactly as it came, and errors are
+                // named by the general path: both take it.
+                Some(Ok(VoltEvent::Message(_))) | Some(Err(_)) | None => None,
+                Some(Ok(event)) => Some(event),
+            },
+            _ => None,
+        };
+        if let Some(event) = fast {
+            return self.on_volt_event(id, event, None);
+        }
+        let Some(w) = self.ws(id) else { return };
+        let decoded = w.decoder.text(text);
+        self.on_decoded(id, decoded);
+    }
+
+    fn on_frame(&mut self, id: u64, frame: RawFrame) {
+        self.record(id, Direction::In, &frame);
+        if !self.frame_in(id) {
+            return;
+        }
+        let Some(w) = self.ws(id) else { return };
         let decoded = match frame {
             RawFrame::Text(t) => w.decoder.text(&t),
             RawFrame::Binary(b) => w.decoder.binary(b),
         };
+        self.on_decoded(id, decoded);
+    }
+
+    fn on_decoded(&mut self, id: u64, decoded: Result<Option<Incoming>, DecodeError>) {
         match decoded {
             Err(e) => {
                 // socket.io closes the connection on a packet it cannot parse.
@@ -1237,9 +1442,9 @@ impl Core {
     }
 
     fn on_event(&mut self, id: u64, complete: Complete) {
-        let Some(cluster) = self.cluster_of(id) else {
+        if self.ws(id).is_none_or(|w| w.reg.is_none()) {
             return;
-        };
+        }
         // Keep a message's JSON exactly as it came.
         let raw_message = match &complete.packet.data {
             Some(Value::Array(a)) if a.first().and_then(Value::as_str) == Some(names::MESSAGE) => {
@@ -1254,10 +1459,19 @@ impl Core {
                 return;
             }
         };
+        self.on_volt_event(id, event, raw_message);
+    }
+
+    /// A decoded event from a registered daemon (`raw_message`: a
+    /// `message`'s argument exactly as it came, when known).
+    fn on_volt_event(&mut self, id: u64, event: VoltEvent, raw_message: Option<Value>) {
         match event {
-            VoltEvent::Command(req) => self.on_command(id, cluster, req),
+            VoltEvent::Command(req) => self.on_command(id, req),
             VoltEvent::Message(_) if !self.cfg().record_history => {}
             VoltEvent::Message(m) => {
+                let Some(cluster) = self.cluster_of(id) else {
+                    return;
+                };
                 let message = raw_message
                     .or_else(|| m.to_value().ok())
                     .unwrap_or(Value::Null);
@@ -1354,101 +1568,108 @@ impl Core {
         });
     }
 
-    fn record_command(&mut self, id: u64, cluster: &str, req: &CommandRequest) {
-        let cluster = cluster.to_owned();
-        let limit = self.cfg().history_limit;
-        let mut envelope = Map::new();
-        envelope.insert("requestId".into(), req.request_id.clone().into());
-        envelope.insert("command".into(), req.command.clone().into());
-        if let Some(p) = &req.payload {
-            envelope.insert("payload".into(), p.clone());
-        }
-        let r = self.received.entry(cluster.clone()).or_default();
-        if r.commands.len() >= limit {
-            r.commands.pop_front();
-        }
-        r.commands.push_back(Value::Object(envelope));
-
-        if req.command == "runtime.heartbeat" {
+    /// Records a daemon's `command` (history on): the per-cluster list and
+    /// a `Command` (or `Heartbeat`) event. Takes the request: one copy goes
+    /// to the event, the request itself to the list.
+    fn record_command(&mut self, id: u64, req: CommandRequest) {
+        let Some(cluster) = self.cluster_of(id) else {
+            return;
+        };
+        let event = if req.command == "runtime.heartbeat" {
             if let Some(reg) = self.ws(id).and_then(|w| w.reg.as_mut()) {
                 reg.heartbeats += 1;
                 reg.last_heartbeat = req.payload.clone();
                 reg.last_heartbeat_at = Some(epoch_ms());
             }
-            self.emit(ServerEvent::Heartbeat {
+            ServerEvent::Heartbeat {
                 conn: id,
                 cluster: cluster.clone(),
                 request_id: req.request_id.clone(),
                 payload: req.payload.clone(),
-            });
+            }
         } else {
-            self.emit(ServerEvent::Command {
+            ServerEvent::Command {
                 conn: id,
                 cluster: cluster.clone(),
                 request: req.clone(),
-            });
+            }
+        };
+        let limit = self.cfg().history_limit;
+        if !self.received.contains_key(&cluster) {
+            self.received.insert(cluster.clone(), Received::default());
         }
+        if let Some(r) = self.received.get_mut(&cluster) {
+            if r.commands.len() >= limit {
+                r.commands.pop_front();
+            }
+            r.commands.push_back(req);
+        }
+        self.emit(event);
     }
 
-    fn on_command(&mut self, id: u64, cluster: String, req: CommandRequest) {
+    /// The `command-response` frame for `req` and its delay; `None` for
+    /// [`Responder::NoReply`]. Serialized from borrowed fields: neither the
+    /// responder nor the request's payload (for `echo`) is copied.
+    fn reply_to(
+        &self,
+        req: &CommandRequest,
+        scratch: &mut Vec<u8>,
+    ) -> Option<(String, Option<Duration>)> {
+        let unknown;
+        let (data, error, delay) = match self.responders.get(&req.command) {
+            Some(Responder::NoReply) => return None,
+            Some(Responder::Ok { data, delay }) => (data.as_ref(), None, *delay),
+            Some(Responder::Err { error, delay }) => (None, Some(error), *delay),
+            None => match req.command.as_str() {
+                "runtime.heartbeat" => (None, None, None),
+                "echo" => (req.payload.as_ref(), None, None),
+                other => {
+                    unknown = ErrorBody::new("UNKNOWN_COMMAND", format!("unknown command {other}"));
+                    (None, Some(&unknown), None)
+                }
+            },
+        };
+        let ok = error.is_none();
+        let text = command_response_frame(
+            scratch,
+            &self.response_prefix,
+            &req.request_id,
+            ok,
+            data,
+            error,
+        );
+        Some((text, delay))
+    }
+
+    fn on_command(&mut self, id: u64, req: CommandRequest) {
         self.stats.commands += 1;
+        let dropping = self.faults.drop_on_command.as_deref() == Some(req.command.as_str());
+        // Encoded before the request moves into the history.
+        let reply = if dropping {
+            None
+        } else {
+            let mut scratch = std::mem::take(&mut self.scratch);
+            let reply = self.reply_to(&req, &mut scratch);
+            self.scratch = scratch;
+            reply
+        };
         if self.cfg().record_history {
-            self.record_command(id, &cluster, &req);
+            self.record_command(id, req);
         } else if req.command == "runtime.heartbeat" {
             if let Some(reg) = self.ws(id).and_then(|w| w.reg.as_mut()) {
                 reg.heartbeats += 1;
             }
         }
-        if self.faults.drop_on_command.as_deref() == Some(req.command.as_str()) {
+        if dropping {
             self.drop_conn(id, "dropOnCommand fault");
             return;
         }
-        let responder = self
-            .responders
-            .get(&req.command)
-            .cloned()
-            .unwrap_or_else(|| match req.command.as_str() {
-                "runtime.heartbeat" => Responder::Ok {
-                    data: None,
-                    delay: None,
-                },
-                "echo" => Responder::Ok {
-                    data: req.payload.clone(),
-                    delay: None,
-                },
-                other => Responder::Err {
-                    error: ErrorBody::new("UNKNOWN_COMMAND", format!("unknown command {other}")),
-                    delay: None,
-                },
-            });
-        let (response, delay) = match responder {
-            Responder::NoReply => return,
-            Responder::Ok { data, delay } => (
-                CommandResponse {
-                    request_id: req.request_id,
-                    ok: true,
-                    data,
-                    error: None,
-                },
-                delay,
-            ),
-            Responder::Err { error, delay } => (
-                CommandResponse {
-                    request_id: req.request_id,
-                    ok: false,
-                    data: None,
-                    error: Some(error),
-                },
-                delay,
-            ),
-        };
-        let ns = &self.shared.config.namespace;
-        let text = VoltEvent::CommandResponse(response).encode(ns).text;
-        match delay {
-            Some(d) if !d.is_zero() => {
+        match reply {
+            None => {}
+            Some((text, Some(d))) if !d.is_zero() => {
                 self.add_timer(Instant::now() + d, id, TimerKind::Send(text))
             }
-            _ => self.send_text(id, text),
+            Some((text, _)) => self.send_text(id, text),
         }
     }
 
@@ -1666,6 +1887,132 @@ impl Core {
         }
         for (_, p) in self.pending.drain() {
             let _ = p.reply.send(Err(DispatchError::Stopped));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use volt_daemon_client::protocol::envelope::CommandResponse;
+
+    #[test]
+    fn borrowed_command_response_matches_the_codec() {
+        let cases = [
+            ("r1", true, None, None),
+            ("r\"2\\", true, Some(json!({"n": 1, "s": "é\u{1}"})), None),
+            ("r3", true, Some(Value::Null), None),
+            ("r4", false, None, Some(ErrorBody::new("E", "bad \"x\""))),
+            (
+                "r5",
+                false,
+                None,
+                Some(ErrorBody::new("", "tab\t\u{7f}\u{2028}")),
+            ),
+            (
+                "r6",
+                true,
+                Some(json!({
+                    "": [], "o": {}, "a": [1, -2, 1.5, -0.0, 1e300, u64::MAX, i64::MIN, true, false, null],
+                    "nested": {"z": [{"y": "\u{1f600}\\/\n\r\u{8}\u{c}"}], "b": "plain"},
+                    "key \"q\"": "x", "ctl\u{1f}": 0.1
+                })),
+                None,
+            ),
+            ("r7", true, Some(json!("just a string")), None),
+            ("r8", true, Some(json!(12345)), None),
+        ];
+        for ns in ["/daemon", "/", "/a\"b"] {
+            for (rid, ok, data, error) in &cases {
+                let codec = VoltEvent::CommandResponse(CommandResponse {
+                    request_id: (*rid).into(),
+                    ok: *ok,
+                    data: data.clone(),
+                    error: error.clone(),
+                })
+                .encode(ns)
+                .text;
+                let ours = command_response_frame(
+                    &mut Vec::new(),
+                    &command_response_prefix(ns),
+                    rid,
+                    *ok,
+                    data.as_ref(),
+                    error.as_ref(),
+                );
+                assert_eq!(ours, codec);
+            }
+        }
+    }
+
+    #[test]
+    fn write_json_matches_serde_json_on_random_values() {
+        fn string(rng: &mut impl rand::Rng) -> String {
+            const CHARS: &[char] = &[
+                'a',
+                'Z',
+                '0',
+                ' ',
+                '"',
+                '\\',
+                '/',
+                '\n',
+                '\t',
+                '\u{0}',
+                '\u{1f}',
+                '\u{7f}',
+                'é',
+                '\u{2028}',
+                '\u{1f600}',
+            ];
+            let n = rng.random_range(0..12);
+            (0..n)
+                .map(|_| CHARS[rng.random_range(0..CHARS.len())])
+                .collect()
+        }
+        fn value(rng: &mut impl rand::Rng, depth: u32) -> Value {
+            match rng.random_range(0..if depth > 3 { 6 } else { 8 }) {
+                0 => Value::Null,
+                1 => Value::Bool(rng.random()),
+                2 => json!(rng.random::<i64>()),
+                3 => json!(rng.random::<u64>()),
+                4 => json!(rng.random::<f64>() * 10f64.powi(rng.random_range(-300..300))),
+                5 => Value::String(string(rng)),
+                6 => Value::Array(
+                    (0..rng.random_range(0..4))
+                        .map(|_| value(rng, depth + 1))
+                        .collect(),
+                ),
+                _ => Value::Object(
+                    (0..rng.random_range(0..4))
+                        .map(|_| (string(rng), value(rng, depth + 1)))
+                        .collect(),
+                ),
+            }
+        }
+        let mut rng = rand::rng();
+        for _ in 0..2000 {
+            let v = value(&mut rng, 0);
+            let mut ours = Vec::new();
+            write_json(&mut ours, &v);
+            assert_eq!(
+                String::from_utf8(ours).unwrap(),
+                serde_json::to_string(&v).unwrap()
+            );
+        }
+    }
+
+    #[test]
+    fn command_envelope_matches_serde() {
+        for payload in [None, Some(json!({"b": 1, "a": [2]}))] {
+            let req = CommandRequest {
+                request_id: "r".into(),
+                command: "c".into(),
+                payload,
+            };
+            let v = command_envelope(&req);
+            assert_eq!(v, serde_json::to_value(&req).unwrap());
+            assert_eq!(v.to_string(), serde_json::to_string(&req).unwrap());
         }
     }
 }

@@ -10,7 +10,16 @@ const USAGE: &str = "usage: volt-mock-server [--listen 127.0.0.1:0] [--cluster I
        [--enrollment-token TOKEN]... [--rotate-password NEW]
        [--ping-interval-ms N] [--ping-timeout-ms N] [--max-payload BYTES]
        [--tls-cert PEM --tls-key PEM] [--admin-token T]
-       [--max-connections-per-ip N] [--record-frames]
+       [--max-connections-per-ip N] [--history-limit N]
+       [--record-frames] [--no-history]
+
+Recording: by default the server keeps the history tests read back
+(daemon commands and messages per cluster, and the Command, Heartbeat and
+Message events of the event log), each list bounded by --history-limit
+(default 100000, oldest dropped first). --no-history turns that recording
+off (for benchmarks: commands are still answered, heartbeats still
+counted, and every other event is still logged). Frame recording is off
+unless --record-frames is given.
 
 Prints `listening http://ADDR:PORT` (or https://) as its first stdout line.
 With no --cluster it serves the demo cluster demo-cluster:demo-password.
@@ -37,6 +46,10 @@ fn parse_args() -> ServerConfig {
         }
         if flag == "--record-frames" {
             cfg.record_frames = true;
+            continue;
+        }
+        if flag == "--no-history" {
+            cfg.record_history = false;
             continue;
         }
         let mut value = || {
@@ -69,6 +82,7 @@ fn parse_args() -> ServerConfig {
             "--ping-timeout-ms" => cfg.ping_timeout = Duration::from_millis(number(value())),
             "--max-payload" => cfg.max_payload = number(value()) as usize,
             "--max-connections-per-ip" => cfg.max_connections_per_ip = number(value()) as usize,
+            "--history-limit" => cfg.history_limit = number(value()) as usize,
             "--tls-cert" => cert = Some(value()),
             "--tls-key" => key = Some(value()),
             "--admin-token" => cfg.admin_token = Some(value()),

@@ -311,7 +311,12 @@ impl ServerHandle {
         self.call(move |core| {
             core.received
                 .get(&c)
-                .map(|r| r.commands.iter().cloned().collect())
+                .map(|r| {
+                    r.commands
+                        .iter()
+                        .map(crate::core::command_envelope)
+                        .collect()
+                })
                 .unwrap_or_default()
         })
         .unwrap_or_default()

@@ -58,3 +58,46 @@ fn cli_rejects_bad_flags() {
     assert_eq!(out.status.code(), Some(2));
     assert!(out.stdout.is_empty());
 }
+
+#[test]
+fn cli_documents_and_accepts_the_recording_flags() {
+    let out = Command::new(env!("CARGO_BIN_EXE_volt-mock-server"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let help = String::from_utf8(out.stdout).unwrap();
+    for flag in ["--no-history", "--record-frames", "--history-limit"] {
+        assert!(help.contains(flag), "{flag} missing from --help:\n{help}");
+    }
+    let mut child = Command::new(env!("CARGO_BIN_EXE_volt-mock-server"))
+        .args([
+            "--no-history",
+            "--history-limit",
+            "10",
+            "--cluster",
+            "c1:pw1",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr: std::net::SocketAddr = line
+        .trim_end()
+        .strip_prefix("listening http://")
+        .unwrap_or_else(|| panic!("first line: {line:?}"))
+        .parse()
+        .unwrap();
+    let mut c = Client::registered(addr, "c1", "pw1");
+    c.send(r#"42/daemon,["command",{"requestId":"r1","command":"echo","payload":{"x":1}}]"#);
+    assert_eq!(
+        c.recv_text(),
+        r#"42/daemon,["command-response",{"requestId":"r1","ok":true,"data":{"x":1}}]"#
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
