@@ -234,6 +234,14 @@ pub struct Outgoing {
 }
 
 impl Outgoing {
+    /// A text frame with no attachments.
+    pub fn text(text: String) -> Self {
+        Outgoing {
+            text,
+            attachments: Vec::new(),
+        }
+    }
+
     /// The largest frame in bytes (what the server's `maxPayload` limits).
     pub fn largest_frame(&self) -> usize {
         self.attachments
@@ -375,15 +383,14 @@ impl VoltEvent {
     /// ```
     pub fn encode(self, namespace: &str) -> Outgoing {
         let name = self.name();
-        let (json, attachments) = match self {
-            VoltEvent::Command(c) => (to_json(&c), Vec::new()),
-            VoltEvent::CommandResponse(c) => (to_json(&c), Vec::new()),
-            VoltEvent::ReverseCommand(c) => (to_json(&c), Vec::new()),
-            VoltEvent::ReverseStreamEnd(c) => (to_json(&c), Vec::new()),
-            VoltEvent::Message(m) => (
-                m.to_value().map(|v| v.to_string()).unwrap_or_default(),
-                Vec::new(),
-            ),
+        match self {
+            VoltEvent::Command(c) => Outgoing::text(event_frame_of(namespace, name, &c, 0)),
+            VoltEvent::CommandResponse(c) => Outgoing::text(event_frame_of(namespace, name, &c, 0)),
+            VoltEvent::ReverseCommand(c) => Outgoing::text(event_frame_of(namespace, name, &c, 0)),
+            VoltEvent::ReverseStreamEnd(c) => {
+                Outgoing::text(event_frame_of(namespace, name, &c, 0))
+            }
+            VoltEvent::Message(m) => Outgoing::text(event_frame_of(namespace, name, &m, 0)),
             VoltEvent::ReverseStream(s) => {
                 #[derive(Serialize)]
                 #[serde(rename_all = "camelCase")]
@@ -392,12 +399,15 @@ impl VoltEvent {
                     seq: u64,
                     chunk: Value,
                 }
-                let json = to_json(&Out {
+                let out = Out {
                     request_id: &s.request_id,
                     seq: s.seq,
                     chunk: placeholder(0),
-                });
-                (json, vec![s.chunk])
+                };
+                Outgoing {
+                    text: event_frame_of(namespace, name, &out, 1),
+                    attachments: vec![s.chunk],
+                }
             }
             VoltEvent::ReverseResponse(r) => {
                 let (data, body, stream, attachments) = match r.body {
@@ -406,7 +416,7 @@ impl VoltEvent {
                     ReplyBody::Body(b) => (None, Some(placeholder(0)), None, vec![b]),
                     ReplyBody::Stream => (None, None, Some(true), Vec::new()),
                 };
-                let json = to_json(&ReverseResponseOut {
+                let out = ReverseResponseOut {
                     request_id: &r.request_id,
                     command: &r.command,
                     status: r.status,
@@ -415,13 +425,12 @@ impl VoltEvent {
                     body,
                     stream,
                     error: r.error.as_ref(),
-                });
-                (json, attachments)
+                };
+                Outgoing {
+                    text: event_frame_of(namespace, name, &out, attachments.len()),
+                    attachments,
+                }
             }
-        };
-        Outgoing {
-            text: event_frame(namespace, name, &json, attachments.len()),
-            attachments,
         }
     }
 }
@@ -508,25 +517,51 @@ pub fn encode_command(
         #[serde(skip_serializing_if = "Option::is_none")]
         payload: Option<&'a Value>,
     }
-    let json = to_json(&Out {
+    let out = Out {
         request_id,
         command,
         payload,
-    });
-    event_frame(namespace, names::COMMAND, &json, 0)
+    };
+    event_frame_of(namespace, names::COMMAND, &out, 0)
 }
 
 /// The text frame of an event: `4` + header + `["name",<json>]`, where
 /// `json` is the already-serialized argument.
 pub fn event_frame(namespace: &str, name: &str, json: &str, attachments: usize) -> String {
     let mut text = String::with_capacity(json.len() + namespace.len() + name.len() + 12);
+    frame_prefix(&mut text, namespace, name, attachments);
+    text.push_str(json);
+    text.push(']');
+    text
+}
+
+/// Like [`event_frame`], serializing `arg` straight into the frame (no
+/// intermediate string: this is on every command's path).
+fn event_frame_of<T: Serialize + ?Sized>(
+    namespace: &str,
+    name: &str,
+    arg: &T,
+    attachments: usize,
+) -> String {
+    let mut text = String::with_capacity(128);
+    frame_prefix(&mut text, namespace, name, attachments);
+    let mut bytes = text.into_bytes();
+    // The envelopes hold only strings, numbers, maps and JSON values, which
+    // always serialize; serde_json writes UTF-8.
+    let _ = serde_json::to_writer(&mut bytes, arg);
+    bytes.push(b']');
+    String::from_utf8(bytes).unwrap_or_default()
+}
+
+/// `4` + header + `["name",`.
+fn frame_prefix(text: &mut String, namespace: &str, name: &str, attachments: usize) {
     text.push('4');
     let packet_type = if attachments == 0 {
         PacketType::Event
     } else {
         PacketType::BinaryEvent
     };
-    encode_header(&mut text, packet_type, attachments, namespace, None);
+    encode_header(text, packet_type, attachments, namespace, None);
     text.push('[');
     if name
         .chars()
@@ -539,15 +574,6 @@ pub fn event_frame(namespace: &str, name: &str, json: &str, attachments: usize) 
         text.push_str(&Value::from(name).to_string());
     }
     text.push(',');
-    text.push_str(json);
-    text.push(']');
-    text
-}
-
-fn to_json<T: Serialize>(v: &T) -> String {
-    // These envelope types contain only strings, numbers, maps and JSON
-    // values, which always serialize.
-    serde_json::to_string(v).unwrap_or_default()
 }
 
 fn take_attachment(
