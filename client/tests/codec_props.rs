@@ -644,3 +644,59 @@ fn from_args_never_panics_on_any_json() {
         },
     );
 }
+
+// ------------------------------------------------ fast path = general path
+
+/// What the general path makes of a text frame: the event, or whether it
+/// failed (errors may be worded differently by the two paths).
+fn general(text: &str) -> Option<Result<VoltEvent, ()>> {
+    let mut d = Decoder::new(Limits::default());
+    match d.text(text) {
+        Ok(Some(Incoming::Packet(c))) => Some(VoltEvent::from_packet(c).map_err(|_| ())),
+        Ok(_) => None,
+        Err(_) => Some(Err(())),
+    }
+}
+
+/// Checks that the fast path, when it answers, answers as the general path.
+fn fast_path_agrees(text: &str, nsp: &str) -> Result<(), TestCaseError> {
+    let d = Decoder::new(Limits::default());
+    let Some(fast) = d.event_fast_path(text, nsp) else {
+        return Ok(()); // declined: the caller uses the general path anyway
+    };
+    let slow = general(text);
+    match (&fast, &slow) {
+        (Ok(a), Some(Ok(b))) => prop_assert_eq!(a, b, "{}", text),
+        (Err(_), Some(Err(()))) => {}
+        _ => {
+            return Err(TestCaseError::fail(format!(
+                "fast {fast:?} but general {slow:?} for {text}"
+            )))
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn fast_path_decodes_every_plain_event_as_the_general_path() {
+    check(512, (volt_event(), namespace()), |(event, nsp)| {
+        let out = event.clone().encode(&nsp);
+        if !out.attachments.is_empty() {
+            return Ok(());
+        }
+        let d = Decoder::new(Limits::default());
+        let fast = d
+            .event_fast_path(&out.text, &nsp)
+            .ok_or_else(|| TestCaseError::fail(format!("declined {}", out.text)))?;
+        prop_assert_eq!(fast.map_err(|e| TestCaseError::fail(e.to_string()))?, event);
+        fast_path_agrees(&out.text, &nsp)
+    });
+}
+
+#[test]
+fn fast_path_never_disagrees_with_the_general_path_on_hostile_frames() {
+    check(2048, hostile_text(), |text| {
+        fast_path_agrees(&text, "/daemon")?;
+        fast_path_agrees(&text, "/")
+    });
+}

@@ -113,3 +113,24 @@ pub fn check_packet(c: Complete) {
         }
     }
 }
+
+/// Whenever the hot path answers for `text`, it must answer as the general
+/// path would (same event, or an error for an error), for both namespaces.
+pub fn check_fast_path(d: &Decoder, text: &str) {
+    for nsp in ["/daemon", "/"] {
+        let Some(fast) = d.event_fast_path(text, nsp) else {
+            continue;
+        };
+        let mut general = Decoder::new(d.limits().clone());
+        let slow = match general.text(text) {
+            Ok(Some(Incoming::Packet(c))) => Some(VoltEvent::from_packet(c)),
+            Ok(_) => None,
+            Err(e) => Some(Err(e)),
+        };
+        match (&fast, &slow) {
+            (Ok(a), Some(Ok(b))) => assert_eq!(a, b, "fast and general paths differ on {text:?}"),
+            (Err(_), Some(Err(_))) => {}
+            _ => panic!("fast path {fast:?} but general path {slow:?} for {text:?}"),
+        }
+    }
+}
