@@ -13,6 +13,13 @@
 #   rss-1000    1 x 1000 in flight (one round): peak RSS
 # and prints medians and ratios ours/theirs as a Markdown table. Raw JSON
 # lines go to $OUT/results.jsonl (default target/volt-compare).
+# Then, once each (ours only, no Node peer), two tables of their own:
+#   fleet       `volt-bench --fleet $FLEET` daemons heartbeating every
+#               $HEARTBEAT_MS ms for $FLEET_DURATION against the same
+#               server ($OUT/fleet.json)
+#   idle        `volt-bench --idle $IDLE` with an embedded server whose
+#               pingInterval is $IDLE_PING_MS ms ($OUT/idle.json)
+#   FLEET=1000 HEARTBEAT_MS=1000 FLEET_DURATION=10s IDLE=10s IDLE_PING_MS=5000
 set -euo pipefail
 
 ROUNDS=${ROUNDS:-3}
@@ -21,6 +28,11 @@ WARMUP=${WARMUP:-1s}
 CLIENTS=${CLIENTS:-1}
 IN_FLIGHT=${IN_FLIGHT:-256}
 PAYLOAD=${PAYLOAD:-64}
+FLEET=${FLEET:-1000}
+HEARTBEAT_MS=${HEARTBEAT_MS:-1000}
+FLEET_DURATION=${FLEET_DURATION:-10s}
+IDLE=${IDLE:-10s}
+IDLE_PING_MS=${IDLE_PING_MS:-5000}
 CLUSTER=bench-cluster
 PASSWORD=bench-password
 
@@ -63,7 +75,7 @@ wait_listening() {
   return 1
 }
 
-RUST_LOG=warn "$BIN/volt-mock-server" --listen 127.0.0.1:0 --cluster "$CLUSTER:$PASSWORD" \
+RUST_LOG=warn "$BIN/volt-mock-server" --listen 127.0.0.1:0 --no-history --cluster "$CLUSTER:$PASSWORD" \
   >"$OUT/server.out" 2>"$OUT/server.err" &
 SERVER_PID=$!
 URL=$(wait_listening "$OUT/server.out")
@@ -132,5 +144,54 @@ echo "== rss with 1000 in flight" >&2
 record "rss 1x1000" ours 1 ours 1 1000 2s
 record "rss 1x1000" node 1 theirs 1 1000 2s
 
+# The fleet holds one socket per daemon (the server process another): raise
+# the soft open-files limit for this shell (up to the hard limit; no
+# privilege needed). volt-bench cannot do it itself (no setrlimit without
+# unsafe code) and says so when the limit is too low.
+if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt $((FLEET * 2 + 256)) ]; then
+  ulimit -n $((FLEET * 2 + 256)) 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+fi
+echo "== fleet: $FLEET daemons heartbeating every $HEARTBEAT_MS ms for $FLEET_DURATION (ulimit -n $(ulimit -n))" >&2
+"$BIN/volt-bench" --fleet "$FLEET" --heartbeat-ms "$HEARTBEAT_MS" --duration "$FLEET_DURATION" \
+  --warmup "$WARMUP" --url "$URL" --cluster "$CLUSTER" --password "$PASSWORD" \
+  --server-pid "$SERVER_PID" --json >"$OUT/fleet.json" || echo "   (fleet run failed or unhealthy, see above)" >&2
+echo "== idle: one client for $IDLE, embedded server pingInterval $IDLE_PING_MS ms" >&2
+"$BIN/volt-bench" --idle "$IDLE" --ping-interval-ms "$IDLE_PING_MS" --warmup "$WARMUP" \
+  --json >"$OUT/idle.json" || echo "   (idle run failed, see above)" >&2
+LOADAVG=$(cut -d' ' -f1-3 /proc/loadavg)
+
 echo "== $(date -u +%Y-%m-%dT%H:%MZ), nproc $NPROC, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'), $ROUNDS rounds of $DURATION, payload $PAYLOAD bytes" >&2
 node "$HERE/summarize.js" "$RESULTS"
+
+if [ -s "$OUT/fleet.json" ]; then
+  echo
+  jq -r --arg load "$LOADAVG" '
+    def r(d): if . == null then "—" else (. * pow(10; d) | round / pow(10; d) | tostring) end;
+    "Fleet: \(.daemons) daemons, heartbeat every \(.heartbeat_ms) ms, \(.elapsed_s | r(1)) s measured against the out-of-process mock server (load average \($load)).",
+    "",
+    "| metric | value |",
+    "| --- | ---: |",
+    "| connected at end | \(.connected_at_end) / \(.daemons) (\(.disconnects) disconnects) |",
+    "| heartbeats answered per second | \(.answered_per_s | r(0)) (expected \(.expected_per_s | r(0))) |",
+    "| reply latency p50 (µs) | \(.p50_us | r(1)) |",
+    "| reply latency p99 (µs) | \(.p99_us | r(1)) |",
+    "| server CPU per second (ms/s) | \(if .server_cpu_per_s == null then null else .server_cpu_per_s * 1000 end | r(1)) |",
+    "| server CPU per heartbeat (µs) | \(.server_cpu_per_heartbeat_us | r(2)) |",
+    "| server RSS at the end (MiB) | \(if .server_rss_kib == null then null else .server_rss_kib / 1024 end | r(1)) |",
+    "| volt-bench peak RSS, 1,000 raw sockets (MiB) | \(.peak_rss_kib / 1024 | r(1)) |"
+  ' "$OUT/fleet.json"
+fi
+if [ -s "$OUT/idle.json" ]; then
+  echo
+  jq -r --arg load "$LOADAVG" '
+    def r(d): if . == null then "—" else (. * pow(10; d) | round / pow(10; d) | tostring) end;
+    "Idle: one connected client, \(.window_s | r(1)) s window, pingInterval \(.ping_interval_ms) ms, heartbeat every \(.heartbeat_interval_ms / 1000) s (load average \($load)); \(.server_frames_out) ping(s) in the window.",
+    "",
+    "| thread | CPU ticks | CPU (µs, schedstat) | voluntary switches | involuntary switches |",
+    "| --- | ---: | ---: | ---: | ---: |",
+    (.threads[] | "| \(.name)\(if .count > 1 then " (×\(.count))" else "" end) | \(.ticks) | \(.cpu_us | r(0)) | \(.voluntary_ctxt_switches) | \(.nonvoluntary_ctxt_switches) |"),
+    "| **all client threads** | \(.client_ticks) | \(.client_cpu_us | r(0)) | \(.voluntary_ctxt_switches) | \(.nonvoluntary_ctxt_switches) |",
+    "",
+    "Switches per ping: \(.switches_per_ping | r(1))."
+  ' "$OUT/idle.json"
+fi

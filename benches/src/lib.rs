@@ -6,7 +6,11 @@
 //!   commands in flight for a duration) and its [`Report`];
 //! - [`proc_stat`]: CPU time and peak RSS from `/proc` (no `unsafe`, no libc);
 //! - [`raw`]: a minimal tungstenite socket.io client that pipelines
-//!   commands, to measure the mock server without our client in the way.
+//!   commands, to measure the mock server without our client in the way;
+//! - [`fleet`]: `volt-bench --fleet N`, N raw daemons heartbeating against
+//!   the server, driven by a few `mio` threads;
+//! - [`idle`]: `volt-bench --idle 5s`, the CPU time and wake-ups of one
+//!   idle connected client.
 //!
 //! ```no_run
 //! use std::time::Duration;
@@ -32,8 +36,13 @@ use volt_daemon_client::{
 };
 use volt_mock_server::{Server, ServerConfig};
 
+pub mod fleet;
+pub mod idle;
 pub mod proc_stat;
 pub mod raw;
+
+pub use fleet::{run_fleet, FleetConfig, FleetReport};
+pub use idle::{run_idle, IdleConfig, IdleReport};
 
 /// The cluster the embedded server serves.
 pub const EMBEDDED_CLUSTER: &str = "bench-cluster";
@@ -268,12 +277,24 @@ pub fn new_histogram() -> Histogram<u64> {
 
 /// Starts the embedded mock server: history and frame recording off.
 pub fn start_embedded_server() -> Result<Server, String> {
-    let cfg = ServerConfig {
+    start_embedded_server_with(None)
+}
+
+/// [`start_embedded_server`] with an Engine.IO `pingInterval` (`None`: the
+/// server's default, 25 s).
+pub fn start_embedded_server_with(ping_interval: Option<Duration>) -> Result<Server, String> {
+    let mut cfg = ServerConfig {
         record_history: false,
         record_frames: false,
         ..ServerConfig::default()
     }
     .cluster(EMBEDDED_CLUSTER, EMBEDDED_PASSWORD);
+    if let Some(p) = ping_interval {
+        if p.is_zero() {
+            return Err("--ping-interval-ms must be at least 1".into());
+        }
+        cfg.ping_interval = p;
+    }
     Server::start(cfg).map_err(|e| format!("cannot start the embedded mock server: {e}"))
 }
 

@@ -1,9 +1,10 @@
 //! Keeps `volt-bench` working: a one-second run against the embedded
-//! server must complete commands. No timing assertions.
+//! server must complete commands; a tiny fleet must stay connected; an idle
+//! window must run. No timing assertions.
 
 use std::time::Duration;
 
-use volt_benches::{run, BenchConfig};
+use volt_benches::{run, run_fleet, run_idle, BenchConfig, FleetConfig, IdleConfig};
 
 #[test]
 fn volt_bench_completes_commands_against_the_embedded_server() {
@@ -22,4 +23,41 @@ fn volt_bench_completes_commands_against_the_embedded_server() {
     let json = report.to_json();
     assert_eq!(json["commands"].as_u64(), Some(report.commands));
     assert!(report.table().contains("throughput"));
+}
+
+#[test]
+fn volt_bench_fleet_keeps_every_daemon_connected() {
+    let report = run_fleet(&FleetConfig {
+        daemons: 20,
+        heartbeat: Duration::from_millis(100),
+        duration: Duration::from_secs(1),
+        warmup: Duration::from_millis(100),
+        ..FleetConfig::default()
+    })
+    .expect("volt-bench --fleet runs");
+    assert_eq!(report.disconnects, 0, "{report:?}");
+    assert_eq!(report.connected_at_end, 20, "{report:?}");
+    assert_eq!(report.server_registered, Some(20), "{report:?}");
+    assert!(report.heartbeats_answered > 0, "{report:?}");
+    assert_eq!(report.heartbeats_failed, 0, "{report:?}");
+    assert!(report.healthy());
+    assert_eq!(report.to_json()["mode"], "fleet");
+    assert!(report.table().contains("connected at end"));
+}
+
+#[test]
+fn volt_bench_idle_measures_the_client_threads() {
+    let report = run_idle(&IdleConfig {
+        window: Duration::from_millis(500),
+        warmup: Duration::from_millis(100),
+        ..IdleConfig::default()
+    })
+    .expect("volt-bench --idle runs");
+    assert!(report.ready_at_end, "{report:?}");
+    assert!(
+        report.threads.iter().any(|t| t.name == "volt-conn"),
+        "{report:?}"
+    );
+    assert_eq!(report.to_json()["mode"], "idle");
+    assert!(report.table().contains("context switches"));
 }
