@@ -1,7 +1,7 @@
 //! The main job: starts an embedded mock VOLT server, connects a daemon with
 //! enrollment, and exercises every feature once, printing what happens.
 //!
-//! Run it with `cargo run -p volt-daemon-client --example quickstart`.
+//! Run it with `cargo run --example quickstart`.
 
 use std::io::Cursor;
 use std::sync::mpsc;
