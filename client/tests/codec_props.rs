@@ -700,3 +700,23 @@ fn fast_path_never_disagrees_with_the_general_path_on_hostile_frames() {
         fast_path_agrees(&text, "/")
     });
 }
+
+#[test]
+fn encode_command_writes_what_the_envelope_encoder_writes() {
+    use volt_daemon_client::protocol::envelope::{encode_command, CommandRequest};
+    check(
+        512,
+        (namespace(), text(), text(), prop::option::of(json())),
+        |(nsp, id, command, payload)| {
+            let fast = encode_command(&nsp, &id, &command, payload.as_ref());
+            let slow = VoltEvent::Command(CommandRequest {
+                request_id: id,
+                command,
+                payload,
+            })
+            .encode(&nsp);
+            prop_assert_eq!(fast, slow.text);
+            Ok(())
+        },
+    );
+}

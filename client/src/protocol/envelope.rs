@@ -5,6 +5,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
 
 use super::binary::{placeholder, placeholder_num, Complete};
+use super::json;
 use super::message::TeamClusterDaemonMessage;
 use super::socket::{encode_header, PacketType};
 use super::DecodeError;
@@ -502,27 +503,40 @@ impl<'de> serde::de::Visitor<'de> for EventArray {
     }
 }
 
-/// Encodes a `command` without building an owned envelope first.
+/// Encodes a `command` without building an owned envelope first: the
+/// frame is written in one buffer, field by field, exactly as
+/// `VoltEvent::Command(..).encode(namespace)` would write it.
+///
+/// ```
+/// use volt_daemon_client::protocol::envelope::{encode_command, CommandRequest, VoltEvent};
+/// let payload = serde_json::json!({"id": "c1"});
+/// let fast = encode_command("/daemon", "r1", "stats", Some(&payload));
+/// let slow = VoltEvent::Command(CommandRequest {
+///     request_id: "r1".into(), command: "stats".into(), payload: Some(payload),
+/// }).encode("/daemon");
+/// assert_eq!(fast, slow.text);
+/// ```
 pub fn encode_command(
     namespace: &str,
     request_id: &str,
     command: &str,
     payload: Option<&Value>,
 ) -> String {
-    #[derive(Serialize)]
-    #[serde(rename_all = "camelCase")]
-    struct Out<'a> {
-        request_id: &'a str,
-        command: &'a str,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        payload: Option<&'a Value>,
+    let mut text = String::with_capacity(96 + namespace.len() + command.len());
+    frame_prefix(&mut text, namespace, names::COMMAND, 0);
+    let mut bytes = text.into_bytes();
+    // The field order and omission of `CommandRequest`'s Serialize.
+    bytes.extend_from_slice(b"{\"requestId\":");
+    json::write_str(&mut bytes, request_id);
+    bytes.extend_from_slice(b",\"command\":");
+    json::write_str(&mut bytes, command);
+    if let Some(payload) = payload {
+        bytes.extend_from_slice(b",\"payload\":");
+        json::write_value(&mut bytes, payload);
     }
-    let out = Out {
-        request_id,
-        command,
-        payload,
-    };
-    event_frame_of(namespace, names::COMMAND, &out, 0)
+    bytes.extend_from_slice(b"}]");
+    // Everything written is UTF-8: a `str` prefix, then JSON.
+    String::from_utf8(bytes).unwrap_or_default()
 }
 
 /// The text frame of an event: `4` + header + `["name",<json>]`, where

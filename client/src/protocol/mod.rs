@@ -8,13 +8,15 @@
 //! - [`binary`]: attachments (placeholders and reassembly);
 //! - [`decoder`]: frames in, complete packets out, with limits;
 //! - [`envelope`]: the VOLT events (`command`, `reverse-response`, ...);
-//! - [`message`]: the `message` event's typed payload.
+//! - [`message`]: the `message` event's typed payload;
+//! - [`json`]: a fast JSON writer with `serde_json`'s exact output.
 
 pub mod binary;
 pub mod decoder;
 pub mod engine;
 pub mod envelope;
 mod error;
+pub mod json;
 pub mod message;
 pub mod socket;
 
