@@ -184,22 +184,66 @@ impl ClusterDaemonClient {
     /// Enrollment (once, when configured), then socket, registration and
     /// heartbeat. Returns once ready, or with the first error: a failed
     /// first connect is not retried. A no-op when already ready.
+    ///
+    /// ```no_run
+    /// # use volt_daemon_client::*;
+    /// # let client = ClusterDaemonClient::new(ClusterDaemonClientOptions::new(
+    /// #     "http://127.0.0.1:8080", "ws://127.0.0.1:8080", DaemonCredentials::new("cluster-1", "pw"),
+    /// # )).unwrap();
+    /// match client.connect() {
+    ///     Ok(()) => assert!(client.is_ready()),
+    ///     Err(e) => eprintln!("{} ({:?})", e, e.server_code()),
+    /// }
+    /// ```
     pub fn connect(&self) -> Result<(), DaemonClientError> {
         self.shared().connect()
     }
 
     /// Disconnects gracefully (`41`, close frame), stops reconnection and
     /// joins every thread before returning. Idempotent.
+    ///
+    /// ```
+    /// # use volt_daemon_client::*;
+    /// # let client = ClusterDaemonClient::new(ClusterDaemonClientOptions::new(
+    /// #     "http://127.0.0.1:8080", "ws://127.0.0.1:8080", DaemonCredentials::new("cluster-1", "pw"),
+    /// # )).unwrap();
+    /// client.disconnect();
+    /// client.disconnect(); // nothing left to do
+    /// assert!(!client.is_ready());
+    /// ```
     pub fn disconnect(&self) {
         self.shared().disconnect();
     }
 
     /// Whether the client is connected and registered.
+    ///
+    /// ```
+    /// # use volt_daemon_client::*;
+    /// # let client = ClusterDaemonClient::new(ClusterDaemonClientOptions::new(
+    /// #     "http://127.0.0.1:8080", "ws://127.0.0.1:8080", DaemonCredentials::new("cluster-1", "pw"),
+    /// # )).unwrap();
+    /// assert!(!client.is_ready()); // nothing starts before connect()
+    /// ```
     pub fn is_ready(&self) -> bool {
         self.shared().link.is_ready()
     }
 
     /// Sends a command and waits for its reply, up to `command_timeout`.
+    ///
+    /// ```no_run
+    /// # use volt_daemon_client::*;
+    /// # let client = ClusterDaemonClient::new(ClusterDaemonClientOptions::new(
+    /// #     "http://127.0.0.1:8080", "ws://127.0.0.1:8080", DaemonCredentials::new("cluster-1", "pw"),
+    /// # )).unwrap();
+    /// let stats = client.send_command("get-container-stats", Some(serde_json::json!({"id": "c1"})))?;
+    /// match client.send_command("reboot", None) {
+    ///     Err(e) if e.code() == DaemonClientErrorCode::CommandRejected => {
+    ///         eprintln!("refused: {:?} {:?}", e.server_code(), e.server_message())
+    ///     }
+    ///     other => println!("{other:?}"),
+    /// }
+    /// # Ok::<(), DaemonClientError>(())
+    /// ```
     pub fn send_command(
         &self,
         command: &str,
@@ -209,6 +253,17 @@ impl ClusterDaemonClient {
     }
 
     /// Sends a command and waits for its reply, up to `timeout`.
+    ///
+    /// ```no_run
+    /// # use volt_daemon_client::*;
+    /// # let client = ClusterDaemonClient::new(ClusterDaemonClientOptions::new(
+    /// #     "http://127.0.0.1:8080", "ws://127.0.0.1:8080", DaemonCredentials::new("cluster-1", "pw"),
+    /// # )).unwrap();
+    /// let r = client.send_command_with_timeout("ping", None, std::time::Duration::from_millis(500));
+    /// if let Err(e) = r {
+    ///     assert!(matches!(e.code(), DaemonClientErrorCode::CommandTimeout | DaemonClientErrorCode::SocketNotReady));
+    /// }
+    /// ```
     pub fn send_command_with_timeout(
         &self,
         command: &str,
@@ -221,6 +276,16 @@ impl ClusterDaemonClient {
 
     /// Sends a command now; [`PendingCommand::wait`] gives its outcome.
     /// `SOCKET_NOT_READY` at once when not ready.
+    ///
+    /// ```
+    /// # use volt_daemon_client::*;
+    /// # let client = ClusterDaemonClient::new(ClusterDaemonClientOptions::new(
+    /// #     "http://127.0.0.1:8080", "ws://127.0.0.1:8080", DaemonCredentials::new("cluster-1", "pw"),
+    /// # )).unwrap();
+    /// // Not connected: refused at once, nothing sent.
+    /// let err = client.start_command("echo", None).unwrap_err();
+    /// assert_eq!(err.code(), DaemonClientErrorCode::SocketNotReady);
+    /// ```
     pub fn start_command(
         &self,
         command: &str,
@@ -242,6 +307,18 @@ impl ClusterDaemonClient {
 
     /// Sends a typed command and reads the reply into `T` (`Option<T>` for
     /// commands that may answer without data).
+    ///
+    /// ```no_run
+    /// # use volt_daemon_client::*;
+    /// # let client = ClusterDaemonClient::new(ClusterDaemonClientOptions::new(
+    /// #     "http://127.0.0.1:8080", "ws://127.0.0.1:8080", DaemonCredentials::new("cluster-1", "pw"),
+    /// # )).unwrap();
+    /// #[derive(serde::Deserialize)]
+    /// struct Stats { cpu: f64 }
+    /// let stats: Stats = client.send_command_as("get-container-stats", None)?;
+    /// println!("cpu {}", stats.cpu);
+    /// # Ok::<(), DaemonClientError>(())
+    /// ```
     pub fn send_command_as<T: serde::de::DeserializeOwned>(
         &self,
         command: &str,
@@ -257,6 +334,18 @@ impl ClusterDaemonClient {
 
     /// Sends a fire-and-forget message. `EMIT_FAILED` when not ready or when
     /// it cannot be queued; `PAYLOAD_TOO_LARGE` over the server's `maxPayload`.
+    ///
+    /// ```
+    /// # use volt_daemon_client::*;
+    /// # let client = ClusterDaemonClient::new(ClusterDaemonClientOptions::new(
+    /// #     "http://127.0.0.1:8080", "ws://127.0.0.1:8080", DaemonCredentials::new("cluster-1", "pw"),
+    /// # )).unwrap();
+    /// let msg: TeamClusterDaemonMessage = serde_json::from_value(serde_json::json!({
+    ///     "type": "tunnel-state", "tunnelId": "t1", "state": "open"
+    /// })).unwrap();
+    /// // Not connected yet:
+    /// assert_eq!(client.emit(&msg).unwrap_err().code(), DaemonClientErrorCode::EmitFailed);
+    /// ```
     pub fn emit(&self, message: &TeamClusterDaemonMessage) -> Result<(), DaemonClientError> {
         let emit_failed =
             |why: &str| DaemonClientError::new(DaemonClientErrorCode::EmitFailed, why);
@@ -277,6 +366,20 @@ impl ClusterDaemonClient {
 
     /// Registers the handler of a reverse command (replacing an earlier
     /// one). Handlers survive reconnection.
+    ///
+    /// ```
+    /// # use volt_daemon_client::*;
+    /// # let client = ClusterDaemonClient::new(ClusterDaemonClientOptions::new(
+    /// #     "http://127.0.0.1:8080", "ws://127.0.0.1:8080", DaemonCredentials::new("cluster-1", "pw"),
+    /// # )).unwrap();
+    /// struct Uptime;
+    /// impl ReverseChannelHandler for Uptime {
+    ///     fn handle(&self, _payload: serde_json::Value, ctx: &CommandContext) -> Result<CommandResult, HandlerError> {
+    ///         Ok(CommandResult::data(serde_json::json!({ "command": ctx.command(), "seconds": 42 })))
+    ///     }
+    /// }
+    /// client.register_handler("uptime", Uptime);
+    /// ```
     pub fn register_handler(&self, command: &str, handler: impl ReverseChannelHandler) -> &Self {
         self.shared()
             .handlers
@@ -303,12 +406,33 @@ impl ClusterDaemonClient {
     }
 
     /// Removes a handler; the command then gets 404 `UNKNOWN_COMMAND`.
+    ///
+    /// ```
+    /// # use volt_daemon_client::*;
+    /// # let client = ClusterDaemonClient::new(ClusterDaemonClientOptions::new(
+    /// #     "http://127.0.0.1:8080", "ws://127.0.0.1:8080", DaemonCredentials::new("cluster-1", "pw"),
+    /// # )).unwrap();
+    /// client
+    ///     .register_handler_fn("temp", |_, _| Ok(CommandResult::empty()))
+    ///     .unregister_handler("temp");
+    /// ```
     pub fn unregister_handler(&self, command: &str) -> &Self {
         self.shared().handlers.remove(command);
         self
     }
 
     /// Called with every message from the server, in order.
+    ///
+    /// ```
+    /// # use volt_daemon_client::*;
+    /// # let client = ClusterDaemonClient::new(ClusterDaemonClientOptions::new(
+    /// #     "http://127.0.0.1:8080", "ws://127.0.0.1:8080", DaemonCredentials::new("cluster-1", "pw"),
+    /// # )).unwrap();
+    /// client.on_message(|m| match m {
+    ///     TeamClusterDaemonMessage::SessionInput(input) => println!("input for {}", input.session_id),
+    ///     other => println!("message {}", other.message_type()),
+    /// });
+    /// ```
     pub fn on_message(
         &self,
         f: impl Fn(&TeamClusterDaemonMessage) + Send + Sync + 'static,
@@ -318,6 +442,14 @@ impl ClusterDaemonClient {
     }
 
     /// Called each time the client becomes ready.
+    ///
+    /// ```
+    /// # use volt_daemon_client::*;
+    /// # let client = ClusterDaemonClient::new(ClusterDaemonClientOptions::new(
+    /// #     "http://127.0.0.1:8080", "ws://127.0.0.1:8080", DaemonCredentials::new("cluster-1", "pw"),
+    /// # )).unwrap();
+    /// client.on_connected(|| println!("registered"));
+    /// ```
     pub fn on_connected(&self, f: impl Fn() + Send + Sync + 'static) -> &Self {
         self.shared().callbacks.connected.write().push(Arc::new(f));
         self
@@ -325,6 +457,14 @@ impl ClusterDaemonClient {
 
     /// Called on every disconnection with its reason (`io client disconnect`,
     /// `io server disconnect`, `transport close`, `ping timeout`, ...).
+    ///
+    /// ```
+    /// # use volt_daemon_client::*;
+    /// # let client = ClusterDaemonClient::new(ClusterDaemonClientOptions::new(
+    /// #     "http://127.0.0.1:8080", "ws://127.0.0.1:8080", DaemonCredentials::new("cluster-1", "pw"),
+    /// # )).unwrap();
+    /// client.on_disconnected(|reason| println!("disconnected: {reason}"));
+    /// ```
     pub fn on_disconnected(&self, f: impl Fn(&str) + Send + Sync + 'static) -> &Self {
         self.shared()
             .callbacks
@@ -335,12 +475,31 @@ impl ClusterDaemonClient {
     }
 
     /// Called with errors no caller receives (heartbeats, handlers, protocol).
+    ///
+    /// ```
+    /// # use volt_daemon_client::*;
+    /// # let client = ClusterDaemonClient::new(ClusterDaemonClientOptions::new(
+    /// #     "http://127.0.0.1:8080", "ws://127.0.0.1:8080", DaemonCredentials::new("cluster-1", "pw"),
+    /// # )).unwrap();
+    /// client.on_error(|e| eprintln!("volt: {e}"));
+    /// ```
     pub fn on_error(&self, f: impl Fn(&DaemonClientError) + Send + Sync + 'static) -> &Self {
         self.shared().callbacks.error.write().push(Arc::new(f));
         self
     }
 
     /// Called with the new password when enrollment rotates it.
+    ///
+    /// ```
+    /// # use volt_daemon_client::*;
+    /// # let client = ClusterDaemonClient::new(ClusterDaemonClientOptions::new(
+    /// #     "http://127.0.0.1:8080", "ws://127.0.0.1:8080", DaemonCredentials::new("cluster-1", "pw"),
+    /// # )).unwrap();
+    /// client.on_password_rotated(|new_password| {
+    ///     // Persist it: the next start must register with it.
+    ///     let _ = std::fs::write("/tmp/volt-daemon-password", new_password);
+    /// });
+    /// ```
     pub fn on_password_rotated(&self, f: impl Fn(&str) + Send + Sync + 'static) -> &Self {
         self.shared()
             .callbacks
@@ -351,11 +510,27 @@ impl ClusterDaemonClient {
     }
 
     /// The team cluster id.
+    ///
+    /// ```
+    /// # use volt_daemon_client::*;
+    /// # let client = ClusterDaemonClient::new(ClusterDaemonClientOptions::new(
+    /// #     "http://127.0.0.1:8080", "ws://127.0.0.1:8080", DaemonCredentials::new("cluster-1", "pw"),
+    /// # )).unwrap();
+    /// assert_eq!(client.team_cluster_id(), "cluster-1");
+    /// ```
     pub fn team_cluster_id(&self) -> String {
         self.shared().options.credentials.team_cluster_id.clone()
     }
 
     /// The current daemon password (the rotated one after enrollment rotated it).
+    ///
+    /// ```
+    /// # use volt_daemon_client::*;
+    /// # let client = ClusterDaemonClient::new(ClusterDaemonClientOptions::new(
+    /// #     "http://127.0.0.1:8080", "ws://127.0.0.1:8080", DaemonCredentials::new("cluster-1", "pw"),
+    /// # )).unwrap();
+    /// assert_eq!(client.daemon_password(), "pw");
+    /// ```
     pub fn daemon_password(&self) -> String {
         self.shared().password.read().clone()
     }
