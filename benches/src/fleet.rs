@@ -638,15 +638,18 @@ pub fn run_fleet(cfg: &FleetConfig) -> Result<FleetReport, String> {
     let threads = cfg.threads.min(cfg.daemons);
     let embedded = cfg.url.is_none();
     let open_files_limit = check_open_files(cfg.daemons, embedded)?;
-    let server = match &cfg.url {
-        Some(_) => None,
-        None => Some(crate::start_embedded_server_with(cfg.ping_interval)?),
-    };
-    let (url, cluster, password) = match (&server, &cfg.url) {
-        (Some(s), _) => (s.url(), EMBEDDED_CLUSTER, EMBEDDED_PASSWORD),
-        (None, Some(u)) => (u.clone(), cfg.cluster.as_str(), cfg.password.as_str()),
-        (None, None) => unreachable!("either a URL or an embedded server"),
-    };
+    let crate::Target {
+        server,
+        url,
+        cluster,
+        password,
+    } = crate::target(
+        cfg.url.as_deref(),
+        &cfg.cluster,
+        &cfg.password,
+        cfg.ping_interval,
+    )?;
+    let (cluster, password) = (cluster.as_str(), password.as_str());
     let addr = raw::socket_addr_of(&url).map_err(|e| e.to_string())?;
 
     // Connect in parallel, one share per driver thread (interleaved ids, so

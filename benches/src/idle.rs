@@ -299,15 +299,18 @@ fn deltas(before: &[ThreadStat], after: &[ThreadStat]) -> (Vec<IdleThread>, usiz
 
 /// Runs the idle window and measures it.
 pub fn run_idle(cfg: &IdleConfig) -> Result<IdleReport, String> {
-    let server = match &cfg.url {
-        Some(_) => None,
-        None => Some(crate::start_embedded_server_with(cfg.ping_interval)?),
-    };
-    let (url, cluster, password) = match (&server, &cfg.url) {
-        (Some(s), _) => (s.url(), EMBEDDED_CLUSTER, EMBEDDED_PASSWORD),
-        (None, Some(u)) => (u.clone(), cfg.cluster.as_str(), cfg.password.as_str()),
-        (None, None) => unreachable!("either a URL or an embedded server"),
-    };
+    let crate::Target {
+        server,
+        url,
+        cluster,
+        password,
+    } = crate::target(
+        cfg.url.as_deref(),
+        &cfg.cluster,
+        &cfg.password,
+        cfg.ping_interval,
+    )?;
+    let (cluster, password) = (cluster.as_str(), password.as_str());
     let ping_interval = server.as_ref().map(|s| s.config().ping_interval);
     let mut options =
         ClusterDaemonClientOptions::new(&url, &url, DaemonCredentials::new(cluster, password));

@@ -275,6 +275,46 @@ pub fn new_histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 100_000_000_000, 3).expect("valid histogram bounds")
 }
 
+/// The server a run talks to: an embedded one (kept alive by `server`) or
+/// the given URL with its credentials.
+pub struct Target {
+    /// The embedded server, when no URL was given.
+    pub server: Option<Server>,
+    /// Its URL.
+    pub url: String,
+    /// The cluster to register as.
+    pub cluster: String,
+    /// Its password.
+    pub password: String,
+}
+
+/// Uses `url` with `cluster`/`password`, or starts the embedded server
+/// (with `ping_interval`) and its cluster when there is no URL.
+pub fn target(
+    url: Option<&str>,
+    cluster: &str,
+    password: &str,
+    ping_interval: Option<Duration>,
+) -> Result<Target, String> {
+    Ok(match url {
+        Some(u) => Target {
+            server: None,
+            url: u.to_owned(),
+            cluster: cluster.to_owned(),
+            password: password.to_owned(),
+        },
+        None => {
+            let server = start_embedded_server_with(ping_interval)?;
+            Target {
+                url: server.url(),
+                server: Some(server),
+                cluster: EMBEDDED_CLUSTER.to_owned(),
+                password: EMBEDDED_PASSWORD.to_owned(),
+            }
+        }
+    })
+}
+
 /// Starts the embedded mock server: history and frame recording off.
 pub fn start_embedded_server() -> Result<Server, String> {
     start_embedded_server_with(None)
@@ -386,15 +426,13 @@ pub fn run(cfg: &BenchConfig) -> Result<Report, String> {
     if cfg.clients == 0 || cfg.in_flight == 0 {
         return Err("--clients and --in-flight must be at least 1".into());
     }
-    let server = match &cfg.url {
-        Some(_) => None,
-        None => Some(start_embedded_server()?),
-    };
-    let (url, cluster, password) = match (&server, &cfg.url) {
-        (Some(s), _) => (s.url(), EMBEDDED_CLUSTER, EMBEDDED_PASSWORD),
-        (None, Some(u)) => (u.clone(), cfg.cluster.as_str(), cfg.password.as_str()),
-        (None, None) => unreachable!("either a URL or an embedded server"),
-    };
+    let Target {
+        server,
+        url,
+        cluster,
+        password,
+    } = target(cfg.url.as_deref(), &cfg.cluster, &cfg.password, None)?;
+    let (cluster, password) = (cluster.as_str(), password.as_str());
     let clients = (0..cfg.clients)
         .map(|_| connect_client(&url, cluster, password).map(Arc::new))
         .collect::<Result<Vec<_>, _>>()?;
