@@ -354,7 +354,7 @@ impl ClusterDaemonClient {
         };
         let out = VoltEvent::Message(message.clone()).encode(&namespace);
         let deadline = std::time::Instant::now() + self.shared().options.command_timeout;
-        outbox.send(out, deadline).map_err(|e| match e {
+        outbox.send(&out, deadline).map_err(|e| match e {
             OutboxError::TooLarge { size, max } => DaemonClientError::new(
                 DaemonClientErrorCode::PayloadTooLarge,
                 format!("message is {size} bytes; the server accepts {max}"),

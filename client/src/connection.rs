@@ -18,19 +18,15 @@ use mio::{Poll, Waker};
 use serde_json::{json, Value};
 use std::io::Write;
 
-use tungstenite::protocol::frame::coding::{Data, OpCode};
-use tungstenite::protocol::frame::Frame;
 use tungstenite::{Message, WebSocket};
 
 use crate::backoff::Backoff;
 use crate::error::{DaemonClientError, DaemonClientErrorCode};
 use crate::events::{ClientEvent, EventSink};
 use crate::heartbeat::Heartbeat;
-use crate::outbox::{
-    is_would_block, outbox, write_frames, write_message, Outbox, OutboxReceiver, SharedSocket,
-};
+use crate::outbox::{is_would_block, outbox, Frames, Outbox, OutboxReceiver, SharedSocket};
 use crate::pending::Link;
-use crate::protocol::envelope::{Outgoing, VoltEvent};
+use crate::protocol::envelope::{decode_command_response, decode_event_array, Outgoing, VoltEvent};
 use crate::protocol::socket::{Packet, PacketType};
 use crate::protocol::{DecodeError, Decoder, Incoming, Limits};
 use crate::reverse_channel::{error_reply, Job, JobSender};
@@ -186,10 +182,11 @@ impl Supervisor {
         let opened = transport::open(&mut self.reactor, &target, &opts.socket, deadline)?;
         let max_payload = usize::try_from(opened.handshake.max_payload).unwrap_or(usize::MAX);
         let socket = SharedSocket::new(opened.ws);
-        let (outbox, out_rx) = outbox(self.waker.clone(), max_payload, socket.clone());
+        let (outbox, mut out_rx) = outbox(self.waker.clone(), max_payload, socket.clone());
         let mut io = Io {
             socket,
             replies: Vec::new(),
+            reply_bytes: Vec::new(),
             decoder: Decoder::new(Limits {
                 max_frame_bytes: opts.socket.max_incoming_frame_bytes,
                 ..Limits::default()
@@ -204,7 +201,7 @@ impl Supervisor {
             registered: false,
             reverse_ids: RecentIds::default(),
         };
-        let result = self.register_and_serve(&mut io, &out_rx, outbox, deadline);
+        let result = self.register_and_serve(&mut io, &mut out_rx, outbox, deadline);
         let _ = self
             .reactor
             .poll
@@ -216,13 +213,13 @@ impl Supervisor {
     fn register_and_serve(
         &mut self,
         io: &mut Io,
-        out_rx: &OutboxReceiver,
+        out_rx: &mut OutboxReceiver,
         outbox: Outbox,
         deadline: Instant,
     ) -> Result<(End, bool), DaemonClientError> {
         let shared = self.ctx.shared.clone();
         let opts = &shared.options;
-        io.send_connect(&shared, &mut self.reactor, deadline)?;
+        io.send_connect(&shared)?;
         match io.run(&mut self.reactor, None, Some(deadline)) {
             Flow::Registered => io.registered = true,
             Flow::Rejected(e) => return Err(e),
@@ -293,6 +290,8 @@ struct Io {
     /// Written by this thread at the end of the turn (pongs, 503 BUSY):
     /// it drains the outbox, so it must never wait on it.
     replies: Vec<Outgoing>,
+    /// `replies`, framed (kept for its capacity).
+    reply_bytes: Vec<u8>,
     decoder: Decoder,
     namespace: String,
     ping_window: Duration,
@@ -338,15 +337,10 @@ impl Io {
         !self.registered
     }
 
-    /// Sends the registration. Its frame carries the password, so it is
-    /// framed and written here rather than through tungstenite, whose trace
-    /// log prints every frame it writes.
-    fn send_connect(
-        &mut self,
-        shared: &Shared,
-        reactor: &mut Reactor,
-        deadline: Instant,
-    ) -> Result<(), DaemonClientError> {
+    /// Queues the registration; the loop's first turn flushes it. Its
+    /// frame carries the password, so it is framed here rather than by
+    /// tungstenite, whose trace log prints every frame it writes.
+    fn send_connect(&mut self, shared: &Shared) -> Result<(), DaemonClientError> {
         let creds = &shared.options.credentials;
         let auth = json!({
             "teamClusterId": creds.team_cluster_id,
@@ -357,31 +351,21 @@ impl Io {
         let mut text = String::from("4");
         Packet::new(PacketType::Connect, self.namespace.clone(), Some(auth)).encode_into(&mut text);
         log::trace!("> 40{},{{<auth redacted>}}", self.namespace);
-        let failed = |e: &dyn std::fmt::Display| {
-            DaemonClientError::connection(format!("sending the registration failed: {e}"))
-        };
-        let mut frame = Frame::message(text.into_bytes(), OpCode::Data(Data::Text), true);
-        frame.header_mut().mask = Some(rand::random());
         let mut bytes = Vec::new();
-        frame.format(&mut bytes).map_err(|e| failed(&e))?;
-        // Nothing else has been written on this socket yet, so no frame of
-        // tungstenite's can be half-sent in front of ours.
-        let mut ws = self.socket.ws.lock();
-        let mut written = 0;
-        while written < bytes.len() {
-            match ws.get_mut().write(&bytes[written..]) {
-                Ok(0) => return Err(failed(&"the connection closed")),
-                Ok(n) => written += n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    reactor
-                        .wait(deadline)
-                        .map_err(|_| failed(&"timed out or interrupted"))?;
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(failed(&e)),
-            }
+        Frames {
+            text: &text,
+            attachments: &[],
         }
-        Ok(())
+        .append_to(&mut bytes);
+        self.socket
+            .ws
+            .lock()
+            .get_mut()
+            .write(&bytes)
+            .map(drop)
+            .map_err(|e| {
+                DaemonClientError::connection(format!("sending the registration failed: {e}"))
+            })
     }
 
     /// The loop: until a decisive flow. `out_rx` is drained once ready;
@@ -389,7 +373,7 @@ impl Io {
     fn run(
         &mut self,
         reactor: &mut Reactor,
-        out_rx: Option<&OutboxReceiver>,
+        mut out_rx: Option<&mut OutboxReceiver>,
         deadline: Option<Instant>,
     ) -> Flow {
         let mut again = true;
@@ -417,16 +401,15 @@ impl Io {
                 return flow;
             }
             let was_blocked = socket.is_blocked();
-            let more_to_write = match self.write_turn(&mut ws, out_rx) {
-                Ok(more) => more,
-                Err(flow) => return flow,
-            };
+            if let Err(flow) = self.write_turn(&mut ws, out_rx.as_deref_mut()) {
+                return flow;
+            }
             drop(ws);
             // A socket that just became writable again may have left events
             // in the outbox whose senders did not wake us (still armed).
             let blocked = socket.is_blocked();
             let unblocked = was_blocked && !blocked;
-            again = more_to_read || ((more_to_write || unblocked) && !blocked);
+            again = more_to_read || unblocked;
             let now = Instant::now();
             if now >= self.last_ping + self.ping_window {
                 return Flow::End(End::Lost("ping timeout"));
@@ -439,35 +422,30 @@ impl Io {
         }
     }
 
-    /// This turn's writes: replies first, then up to a batch from the
-    /// outbox (unless the socket is blocked), then one flush. True when more
-    /// may wait in the outbox.
+    /// This turn's writes: replies first, then everything the outbox
+    /// holds (unless the socket is blocked), then one flush.
     fn write_turn(
         &mut self,
         ws: &mut WebSocket<Stream>,
-        out_rx: Option<&OutboxReceiver>,
-    ) -> Result<bool, Flow> {
+        out_rx: Option<&mut OutboxReceiver>,
+    ) -> Result<(), Flow> {
         let lost = |e: tungstenite::Error| {
             log::info!("write failed: {e}");
             Flow::End(End::Lost("transport close"))
         };
-        for out in self.replies.drain(..) {
-            write_frames(ws, out).map_err(lost)?;
-        }
-        let mut more = false;
-        if let Some(rx) = out_rx.filter(|_| !self.socket.is_blocked()) {
-            rx.disarm();
-            more = true;
-            for _ in 0..BATCH {
-                let Some(out) = rx.try_recv() else {
-                    more = false;
-                    break;
-                };
-                write_frames(ws, out).map_err(lost)?;
+        if !self.replies.is_empty() {
+            for out in self.replies.drain(..) {
+                log::trace!("> {}", out.text);
+                Frames::from(&out).append_to(&mut self.reply_bytes);
             }
+            let written = ws.get_mut().write(&self.reply_bytes);
+            self.reply_bytes.clear();
+            written.map_err(|e| lost(e.into()))?;
         }
-        self.socket.flush(ws).map_err(lost)?;
-        Ok(more)
+        if let Some(rx) = out_rx.filter(|_| !self.socket.is_blocked()) {
+            rx.drain_into(ws.get_mut()).map_err(|e| lost(e.into()))?;
+        }
+        self.socket.flush(ws).map_err(lost)
     }
 
     /// Reads up to a batch of frames; the flag says the socket may hold more.
@@ -520,8 +498,16 @@ impl Io {
     }
 
     fn on_text(&mut self, text: &str) -> Flow {
-        if self.registered {
-            match self.decoder.event_fast_path(text, &self.namespace) {
+        if let Some(json) = self
+            .decoder
+            .event_json(text, &self.namespace)
+            .filter(|_| self.registered)
+        {
+            if let Some(response) = decode_command_response(json) {
+                self.link.complete_raw(response);
+                return Flow::Continue;
+            }
+            match decode_event_array(json) {
                 Some(Ok(event)) => return self.on_event(event),
                 Some(Err(e)) => {
                     self.events.error(DaemonClientError::protocol(e));
@@ -654,7 +640,13 @@ impl Io {
             let mut text = String::from("4");
             Packet::new(PacketType::Disconnect, self.namespace.clone(), None)
                 .encode_into(&mut text);
-            let _ = write_message(&mut ws, Message::text(text));
+            let mut bytes = Vec::new();
+            Frames {
+                text: &text,
+                attachments: &[],
+            }
+            .append_to(&mut bytes);
+            let _ = ws.get_mut().write(&bytes);
         }
         let _ = ws.close(None);
         let until = Instant::now() + Duration::from_millis(200);

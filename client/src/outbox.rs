@@ -1,17 +1,21 @@
-//! The way out: an event is written straight to the socket when nobody
-//! else is using it (no thread hop, no wake-up: the latency path), or else
-//! queued for the connection thread, which writes a whole batch with one
-//! flush (the throughput path). The queue is bounded and its wake-up is only
-//! paid for when the I/O thread may be asleep.
+//! The way out. A sender frames its event itself (WebSocket header, mask,
+//! payload) straight into one shared byte buffer: nothing is allocated per
+//! event, and nothing but bytes crosses threads (a `String` allocated by a
+//! caller and freed by the I/O thread costs a contended malloc arena lock).
+//! Whoever holds the socket next writes the whole buffer with one syscall:
+//! the sender itself when the socket is free and few commands are in flight
+//! (latency: no thread hop), else the connection thread, woken once per
+//! batch (throughput). The buffer is bounded; senders wait for room until
+//! their deadline, and order is the order of appending.
 
+use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use crossbeam_channel::{Receiver, SendTimeoutError, Sender};
 use mio::Waker;
-use parking_lot::Mutex;
-use tungstenite::{Message, WebSocket};
+use parking_lot::{Condvar, Mutex};
+use tungstenite::WebSocket;
 
 use crate::protocol::envelope::Outgoing;
 use crate::transport::Stream;
@@ -38,8 +42,9 @@ impl SharedSocket {
         self.blocked.load(Ordering::Acquire)
     }
 
-    /// Flushes; a would-block leaves the rest buffered and marks the
-    /// socket blocked until a later flush gets through.
+    /// Flushes tungstenite's frames and the stream's buffer; a would-block
+    /// leaves the rest buffered and marks the socket blocked until a later
+    /// flush gets through.
     pub(crate) fn flush(&self, ws: &mut WebSocket<Stream>) -> Result<(), tungstenite::Error> {
         match ws.flush() {
             Ok(()) => {
@@ -59,60 +64,143 @@ pub(crate) fn is_would_block(e: &tungstenite::Error) -> bool {
     matches!(e, tungstenite::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock)
 }
 
-/// Buffers one event's frames back to back (a would-block keeps them in
-/// tungstenite's buffer for the next flush).
-pub(crate) fn write_frames(
-    ws: &mut WebSocket<Stream>,
-    out: Outgoing,
-) -> Result<(), tungstenite::Error> {
-    log::trace!("> {}", out.text);
-    write_message(ws, Message::text(out.text))?;
-    for a in out.attachments {
-        log::trace!("> <binary {} bytes>", a.len());
-        write_message(ws, Message::binary(a))?;
-    }
-    Ok(())
+/// One event's frames, borrowed: a text frame and the binary frames that
+/// must follow it back to back.
+#[derive(Clone, Copy)]
+pub(crate) struct Frames<'a> {
+    pub(crate) text: &'a str,
+    pub(crate) attachments: &'a [Vec<u8>],
 }
 
-pub(crate) fn write_message(
-    ws: &mut WebSocket<Stream>,
-    msg: Message,
-) -> Result<(), tungstenite::Error> {
-    match ws.write(msg) {
-        Err(e) if is_would_block(&e) => Ok(()),
-        other => other,
+impl<'a> From<&'a Outgoing> for Frames<'a> {
+    fn from(out: &'a Outgoing) -> Self {
+        Frames {
+            text: &out.text,
+            attachments: &out.attachments,
+        }
     }
 }
 
-/// How many events may wait for the I/O thread. A full queue blocks the
-/// sender until its deadline: memory stays bounded when the server stops reading.
-pub(crate) const OUTBOX_CAPACITY: usize = 4096;
+const OPCODE_TEXT: u8 = 0x1;
+const OPCODE_BINARY: u8 = 0x2;
+
+impl Frames<'_> {
+    /// The largest frame in bytes (what the server's `maxPayload` limits).
+    fn largest(&self) -> usize {
+        self.attachments
+            .iter()
+            .map(Vec::len)
+            .fold(self.text.len(), usize::max)
+    }
+
+    /// Bytes on the wire, headers included.
+    fn wire_len(&self) -> usize {
+        let framed = |len: usize| len + MAX_HEADER;
+        self.attachments
+            .iter()
+            .map(|a| framed(a.len()))
+            .sum::<usize>()
+            + framed(self.text.len())
+    }
+
+    /// Appends every frame, masked, to `buf`.
+    pub(crate) fn append_to(&self, buf: &mut Vec<u8>) {
+        append_frame(buf, OPCODE_TEXT, self.text.as_bytes());
+        for a in self.attachments {
+            append_frame(buf, OPCODE_BINARY, a);
+        }
+    }
+}
+
+/// A client frame's header at most: 2 bytes, 8 of length, 4 of mask.
+const MAX_HEADER: usize = 14;
+
+/// Appends one final, masked client frame (RFC 6455 §5.2), byte for byte
+/// what tungstenite writes for the same mask.
+fn append_frame(buf: &mut Vec<u8>, opcode: u8, payload: &[u8]) {
+    const MASKED: u8 = 0x80;
+    let mask: [u8; 4] = rand::random();
+    buf.reserve(payload.len() + MAX_HEADER);
+    buf.push(0x80 | opcode);
+    let len = payload.len();
+    if len < 126 {
+        buf.push(MASKED | len as u8);
+    } else if let Ok(len) = u16::try_from(len) {
+        buf.push(MASKED | 126);
+        buf.extend_from_slice(&len.to_be_bytes());
+    } else {
+        buf.push(MASKED | 127);
+        buf.extend_from_slice(&(len as u64).to_be_bytes());
+    }
+    buf.extend_from_slice(&mask);
+    let start = buf.len();
+    buf.extend_from_slice(payload);
+    apply_mask(&mut buf[start..], mask);
+}
+
+/// XORs `data` with the repeated `mask`, eight bytes at a time.
+fn apply_mask(data: &mut [u8], mask: [u8; 4]) {
+    let wide = u64::from_ne_bytes([
+        mask[0], mask[1], mask[2], mask[3], mask[0], mask[1], mask[2], mask[3],
+    ]);
+    let mut chunks = data.chunks_exact_mut(8);
+    for chunk in &mut chunks {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        chunk.copy_from_slice(&(u64::from_ne_bytes(word) ^ wide).to_ne_bytes());
+    }
+    // Chunks are 8 bytes, so the remainder starts at mask index 0.
+    for (i, b) in chunks.into_remainder().iter_mut().enumerate() {
+        *b ^= mask[i % 4];
+    }
+}
+
+/// Bytes that may wait for the socket. A sender that finds the buffer full
+/// waits for room until its deadline: memory stays bounded when the server
+/// stops reading. One event larger than this is still taken, alone.
+pub(crate) const OUTBOX_CAPACITY: usize = 1 << 20;
 
 /// Why an event was not queued.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum OutboxError {
     /// A frame is larger than the server's `maxPayload`.
     TooLarge { size: usize, max: usize },
-    /// The queue stayed full until the deadline.
+    /// The buffer stayed full until the deadline.
     Timeout,
     /// The connection is gone.
     Closed,
 }
 
+/// The framed bytes waiting for the socket.
+#[derive(Default)]
+struct Staged {
+    bytes: Vec<u8>,
+    closed: bool,
+}
+
+struct Queue {
+    staged: Mutex<Staged>,
+    /// Signalled whenever the buffer is emptied or closed.
+    room: Condvar,
+    /// A wake-up of the I/O thread is on its way.
+    armed: AtomicBool,
+}
+
 /// The sending side, one per connection; cheap to clone.
 #[derive(Clone)]
 pub(crate) struct Outbox {
-    tx: Sender<Outgoing>,
+    queue: Arc<Queue>,
     waker: Arc<Waker>,
-    armed: Arc<AtomicBool>,
     max_payload: usize,
     socket: Arc<SharedSocket>,
 }
 
-/// The I/O thread's side.
+/// The I/O thread's side. Dropping it closes the outbox.
 pub(crate) struct OutboxReceiver {
-    rx: Receiver<Outgoing>,
-    armed: Arc<AtomicBool>,
+    queue: Arc<Queue>,
+    /// Swapped with the shared buffer: the two circulate, so draining
+    /// allocates nothing once both have grown to the working size.
+    spare: Vec<u8>,
 }
 
 pub(crate) fn outbox(
@@ -120,17 +208,22 @@ pub(crate) fn outbox(
     max_payload: usize,
     socket: Arc<SharedSocket>,
 ) -> (Outbox, OutboxReceiver) {
-    let (tx, rx) = crossbeam_channel::bounded(OUTBOX_CAPACITY);
-    let armed = Arc::new(AtomicBool::new(false));
+    let queue = Arc::new(Queue {
+        staged: Mutex::new(Staged::default()),
+        room: Condvar::new(),
+        armed: AtomicBool::new(false),
+    });
     (
         Outbox {
-            tx,
+            queue: queue.clone(),
             waker,
-            armed: armed.clone(),
             max_payload,
             socket,
         },
-        OutboxReceiver { rx, armed },
+        OutboxReceiver {
+            queue,
+            spare: Vec::new(),
+        },
     )
 }
 
@@ -140,9 +233,9 @@ impl Outbox {
         self.max_payload
     }
 
-    /// Checks that every frame of `out` fits the server's `maxPayload`.
-    pub(crate) fn check_size(&self, out: &Outgoing) -> Result<(), OutboxError> {
-        let size = out.largest_frame();
+    /// Checks that every frame fits the server's `maxPayload`.
+    fn check_size(&self, frames: &Frames<'_>) -> Result<(), OutboxError> {
+        let size = frames.largest();
         if size > self.max_payload {
             return Err(OutboxError::TooLarge {
                 size,
@@ -152,87 +245,181 @@ impl Outbox {
         Ok(())
     }
 
-    /// Sends `out`: written at once when the socket is free and nothing is
-    /// queued before it (so one sender's events never overtake each other),
-    /// else queued, waiting for room until `deadline`.
-    pub(crate) fn send(&self, out: Outgoing, deadline: Instant) -> Result<(), OutboxError> {
-        self.send_with(out, deadline, true)
+    /// Sends `out`, written at once when the socket is free.
+    pub(crate) fn send(&self, out: &Outgoing, deadline: Instant) -> Result<(), OutboxError> {
+        self.send_with(out.into(), deadline, true)
     }
 
-    /// Like [`send`](Self::send); `direct == false` always queues. Under
-    /// load the queue is cheaper: one flush for a whole batch instead of a
-    /// syscall per event.
+    /// Appends `frames` to the buffer, waiting for room until `deadline`;
+    /// then writes the buffer on this thread if `direct` and the socket is
+    /// free, else leaves it to the I/O thread. Under load that is cheaper:
+    /// one syscall for a whole batch instead of one per event.
     pub(crate) fn send_with(
         &self,
-        out: Outgoing,
+        frames: Frames<'_>,
         deadline: Instant,
         direct: bool,
     ) -> Result<(), OutboxError> {
-        self.check_size(&out)?;
-        let out = if direct {
-            match self.try_write_direct(out) {
-                Ok(result) => return result,
-                Err(out) => out,
-            }
-        } else {
-            out
-        };
-        match self.tx.try_send(out) {
-            Ok(()) => {}
-            Err(crossbeam_channel::TrySendError::Disconnected(_)) => {
-                return Err(OutboxError::Closed)
-            }
-            Err(crossbeam_channel::TrySendError::Full(out)) => {
+        self.check_size(&frames)?;
+        let need = frames.wire_len();
+        {
+            let mut staged = self.queue.staged.lock();
+            loop {
+                if staged.closed {
+                    return Err(OutboxError::Closed);
+                }
+                if staged.bytes.is_empty() || staged.bytes.len() + need <= OUTBOX_CAPACITY {
+                    break;
+                }
+                if Instant::now() >= deadline {
+                    return Err(OutboxError::Timeout);
+                }
                 // Make sure the I/O thread is draining before we wait on it.
                 self.wake();
-                match self.tx.send_deadline(out, deadline) {
-                    Ok(()) => {}
-                    Err(SendTimeoutError::Timeout(_)) => return Err(OutboxError::Timeout),
-                    Err(SendTimeoutError::Disconnected(_)) => return Err(OutboxError::Closed),
-                }
+                self.queue.room.wait_until(&mut staged, deadline);
+            }
+            frames.append_to(&mut staged.bytes);
+        }
+        if direct {
+            if let Some(written) = self.try_write_direct() {
+                return written;
             }
         }
         self.wake();
         Ok(())
     }
 
-    /// Writes and flushes `out` on the caller's thread if the socket is free,
-    /// unblocked and nothing waits in the queue; hands it back otherwise.
-    fn try_write_direct(&self, out: Outgoing) -> Result<Result<(), OutboxError>, Outgoing> {
-        if !self.tx.is_empty() || self.socket.is_blocked() {
-            return Err(out);
+    /// Writes the buffer on the caller's thread if the socket is free and
+    /// not blocked; `None` when it is not, so the I/O thread must.
+    fn try_write_direct(&self) -> Option<Result<(), OutboxError>> {
+        if self.socket.is_blocked() {
+            return None;
         }
-        let Some(mut ws) = self.socket.ws.try_lock() else {
-            return Err(out);
+        let mut ws = self.socket.ws.try_lock()?;
+        let written = {
+            let mut staged = self.queue.staged.lock();
+            if staged.bytes.is_empty() {
+                // Someone else wrote ours with theirs.
+                return Some(Ok(()));
+            }
+            let written = ws.get_mut().write(&staged.bytes).map(drop);
+            staged.bytes.clear();
+            written
         };
-        // The connection thread drains the queue under this lock, so an
-        // empty queue seen here means everything queued earlier is written.
-        if !self.tx.is_empty() || self.socket.is_blocked() {
-            return Err(out);
-        }
-        let written = write_frames(&mut ws, out).and_then(|()| self.socket.flush(&mut ws));
-        Ok(written.map_err(|e| {
+        self.queue.room.notify_all();
+        let written = written
+            .map_err(tungstenite::Error::Io)
+            .and_then(|()| self.socket.flush(&mut ws));
+        Some(written.map_err(|e| {
             log::debug!("direct write failed: {e}");
+            // The I/O thread finds the broken socket and fails what is pending.
+            self.wake();
             OutboxError::Closed
         }))
     }
 
     /// Wakes the I/O thread unless a wake-up is already on its way.
     fn wake(&self) {
-        if !self.armed.swap(true, Ordering::AcqRel) {
+        if !self.queue.armed.swap(true, Ordering::AcqRel) {
             let _ = self.waker.wake();
         }
     }
 }
 
+/// Above this, a drained buffer gives its memory back.
+const KEEP_CAPACITY: usize = 2 * OUTBOX_CAPACITY;
+
 impl OutboxReceiver {
-    /// Call before draining: later sends will wake the thread again.
-    pub(crate) fn disarm(&self) {
-        self.armed.store(false, Ordering::SeqCst);
+    /// Moves everything waiting into `stream` (which takes it all, writing
+    /// what the socket accepts now). Later sends wake the thread again.
+    pub(crate) fn drain_into(&mut self, stream: &mut Stream) -> std::io::Result<()> {
+        self.queue.armed.store(false, Ordering::SeqCst);
+        {
+            let mut staged = self.queue.staged.lock();
+            if staged.bytes.is_empty() {
+                return Ok(());
+            }
+            std::mem::swap(&mut staged.bytes, &mut self.spare);
+        }
+        self.queue.room.notify_all();
+        let written = stream.write(&self.spare).map(drop);
+        self.spare.clear();
+        if self.spare.capacity() > KEEP_CAPACITY {
+            self.spare = Vec::new();
+        }
+        written
+    }
+}
+
+impl Drop for OutboxReceiver {
+    fn drop(&mut self) {
+        {
+            let mut staged = self.queue.staged.lock();
+            staged.closed = true;
+            staged.bytes = Vec::new();
+        }
+        self.queue.room.notify_all();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tungstenite::protocol::frame::coding::{Data, OpCode};
+    use tungstenite::protocol::frame::Frame;
+
+    fn tungstenite_frame(opcode: u8, payload: &[u8], mask: [u8; 4]) -> Vec<u8> {
+        let data = if opcode == OPCODE_TEXT {
+            Data::Text
+        } else {
+            Data::Binary
+        };
+        let mut frame = Frame::message(payload.to_vec(), OpCode::Data(data), true);
+        frame.header_mut().mask = Some(mask);
+        let mut out = Vec::new();
+        frame.format(&mut out).unwrap();
+        out
     }
 
-    /// The next queued event, if any.
-    pub(crate) fn try_recv(&self) -> Option<Outgoing> {
-        self.rx.try_recv().ok()
+    #[test]
+    fn frames_are_byte_for_byte_what_tungstenite_writes() {
+        for len in [0, 1, 7, 8, 9, 125, 126, 127, 1000, 65_535, 65_536, 70_001] {
+            let payload: Vec<u8> = (0..len).map(|i| (i * 31 % 251) as u8).collect();
+            for opcode in [OPCODE_TEXT, OPCODE_BINARY] {
+                let mut ours = Vec::new();
+                append_frame(&mut ours, opcode, &payload);
+                // The mask is random: read it back from where it sits.
+                let at = ours.len() - payload.len() - 4;
+                let mask = [ours[at], ours[at + 1], ours[at + 2], ours[at + 3]];
+                assert_eq!(ours, tungstenite_frame(opcode, &payload, mask), "len {len}");
+            }
+        }
+    }
+
+    #[test]
+    fn wire_len_bounds_the_framed_size() {
+        let attachments = vec![vec![1u8; 200], vec![2u8; 70_000]];
+        let frames = Frames {
+            text: "451-[\"x\",{\"_placeholder\":true,\"num\":0}]",
+            attachments: &attachments,
+        };
+        let mut buf = Vec::new();
+        frames.append_to(&mut buf);
+        assert!(buf.len() <= frames.wire_len());
+        assert_eq!(frames.largest(), 70_000);
+    }
+
+    #[test]
+    fn masking_is_its_own_inverse_at_every_length() {
+        for len in 0..40 {
+            let data: Vec<u8> = (0..len).map(|i| i as u8).collect();
+            let mut masked = data.clone();
+            apply_mask(&mut masked, [1, 2, 3, 4]);
+            for (i, (m, d)) in masked.iter().zip(&data).enumerate() {
+                assert_eq!(*m, d ^ [1, 2, 3, 4][i % 4]);
+            }
+            apply_mask(&mut masked, [1, 2, 3, 4]);
+            assert_eq!(masked, data);
+        }
     }
 }

@@ -11,18 +11,40 @@ use std::sync::Arc;
 
 use crossbeam_channel::Sender;
 use parking_lot::{Condvar, Mutex};
+use serde_json::value::RawValue;
 use serde_json::Value;
 
 use crate::error::{DaemonClientError, DaemonClientErrorCode};
-use crate::outbox::{Outbox, OutboxError};
-use crate::protocol::envelope::{encode_command, CommandResponse, Outgoing};
+use crate::outbox::{Frames, Outbox, OutboxError};
+use crate::protocol::envelope::{encode_command, CommandResponse, CommandResponseRef, ErrorBody};
 
 /// Commands in flight up to which a new one is written on the caller's
 /// thread rather than queued for the connection thread.
 const DIRECT_WRITE_MAX_IN_FLIGHT: usize = 2;
 
 /// What a command ends with.
-pub(crate) type Outcome = Result<Option<Value>, DaemonClientError>;
+pub(crate) type Outcome = Result<Option<Data>, DaemonClientError>;
+
+/// A reply's `data`: raw JSON from the hot path, parsed on the waiter's
+/// thread (so the I/O thread neither builds nor the waiter frees a value
+/// allocated on another thread), or a value the general path built.
+#[derive(Debug)]
+pub(crate) enum Data {
+    Raw(Box<RawValue>),
+    Value(Value),
+}
+
+impl Data {
+    /// The value, `None` for JSON `null`.
+    fn into_value(self) -> Result<Option<Value>, DaemonClientError> {
+        let value = match self {
+            Data::Value(v) => v,
+            Data::Raw(raw) => serde_json::from_str(raw.get())
+                .map_err(|e| DaemonClientError::protocol(format!("command-response data: {e}")))?,
+        };
+        Ok(Some(value).filter(|v| !v.is_null()))
+    }
+}
 
 /// Where a command's outcome goes: its caller's own slot, or a shared
 /// channel (the heartbeat loop) that needs to know which request it was.
@@ -158,8 +180,12 @@ impl std::fmt::Debug for PendingCommand {
 impl PendingCommand {
     /// Waits for the reply: the data (or `None`), `COMMAND_REJECTED`,
     /// `COMMAND_TIMEOUT`, or `SOCKET_NOT_READY` if the connection is lost.
-    pub fn wait(mut self) -> Outcome {
+    pub fn wait(mut self) -> Result<Option<Value>, DaemonClientError> {
         self.settled = true;
+        self.outcome()?.map_or(Ok(None), Data::into_value)
+    }
+
+    fn outcome(&self) -> Outcome {
         if let Some(outcome) = self.slot.take(Some(self.deadline)) {
             return outcome;
         }
@@ -251,11 +277,12 @@ impl Link {
         };
         let mut id_text = uuid::Uuid::encode_buffer();
         let id_text = id.hyphenated().encode_lower(&mut id_text);
-        let out = Outgoing {
-            text: encode_command(&namespace, id_text, command, payload.as_ref()),
-            attachments: Vec::new(),
+        let text = encode_command(&namespace, id_text, command, payload.as_ref());
+        let frames = Frames {
+            text: &text,
+            attachments: &[],
         };
-        match outbox.send_with(out, deadline, direct) {
+        match outbox.send_with(frames, deadline, direct) {
             Ok(()) => Ok((key, deadline)),
             Err(e) => {
                 self.remove(key);
@@ -299,7 +326,18 @@ impl Link {
     /// Routes a `command-response` to its waiter. Unknown ids (late or never
     /// sent) are dropped quietly.
     pub(crate) fn complete(&self, response: CommandResponse) {
-        let Ok(id) = uuid::Uuid::parse_str(&response.request_id) else {
+        let data = response.data.map(Data::Value);
+        self.settle(&response.request_id, response.ok, data, response.error);
+    }
+
+    /// Like [`complete`](Self::complete), for the hot path's borrowed reply.
+    pub(crate) fn complete_raw(&self, response: CommandResponseRef<'_>) {
+        let data = response.data.map(|d| Data::Raw(d.to_owned()));
+        self.settle(&response.request_id, response.ok, data, response.error);
+    }
+
+    fn settle(&self, request_id: &str, ok: bool, data: Option<Data>, error: Option<ErrorBody>) {
+        let Ok(id) = uuid::Uuid::parse_str(request_id) else {
             log::debug!("command-response for a request id that is not a UUID: dropped");
             return;
         };
@@ -308,11 +346,10 @@ impl Link {
             log::debug!("command-response for unknown request {id}: dropped");
             return;
         };
-        let outcome = if response.ok {
-            Ok(response.data.filter(|d| !d.is_null()))
+        let outcome = if ok {
+            Ok(data)
         } else {
-            let (code, message) = response
-                .error
+            let (code, message) = error
                 .map(|e| (Some(e.code), Some(e.message)))
                 .unwrap_or((None, None));
             Err(DaemonClientError::new(

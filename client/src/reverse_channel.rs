@@ -292,7 +292,7 @@ fn run_job(job: Job, handlers: &Handlers, events: &EventSink, reply_timeout: Dur
         namespace,
     } = job;
     let send = |event: VoltEvent| -> Result<(), OutboxError> {
-        outbox.send(event.encode(&namespace), Instant::now() + reply_timeout)
+        outbox.send(&event.encode(&namespace), Instant::now() + reply_timeout)
     };
     let Some(handler) = handlers.get(&cmd.command) else {
         let msg = format!("no handler for command {}", cmd.command);

@@ -26,40 +26,133 @@ pub(crate) const WAKER: Token = Token(0);
 pub(crate) const SOCKET: Token = Token(1);
 
 /// A plain or TLS stream over a non-blocking mio socket.
-pub(crate) enum Stream {
+///
+/// Once the WebSocket is open, writes are buffered here: `write` always
+/// takes the whole buffer (what the socket does not accept now is kept, in
+/// order), and `flush` reports `WouldBlock` until all of it is out. So
+/// frames from tungstenite (pong, close) and the frames the client writes
+/// itself (see `outbox.rs`) go through one byte queue and can never be
+/// interleaved, whoever wrote first and however the socket splits them.
+pub(crate) struct Stream {
+    io: RawStream,
+    /// Bytes accepted but not yet taken by the socket.
+    out: Vec<u8>,
+    /// How much of `out` is already written.
+    out_pos: usize,
+    /// Off during the handshake, whose writer handles partial writes itself.
+    buffered: bool,
+}
+
+enum RawStream {
     Plain(TcpStream),
     Tls(Box<native_tls::TlsStream<TcpStream>>),
 }
 
+/// Above this, a drained write buffer gives its memory back.
+const KEEP_OUT_CAPACITY: usize = 1 << 20;
+
 impl Stream {
-    pub(crate) fn tcp(&mut self) -> &mut TcpStream {
-        match self {
-            Stream::Plain(s) => s,
-            Stream::Tls(s) => s.get_mut(),
+    fn new(io: RawStream) -> Self {
+        Stream {
+            io,
+            out: Vec::new(),
+            out_pos: 0,
+            buffered: false,
         }
+    }
+
+    pub(crate) fn tcp(&mut self) -> &mut TcpStream {
+        match &mut self.io {
+            RawStream::Plain(s) => s,
+            RawStream::Tls(s) => s.get_mut(),
+        }
+    }
+
+    /// Bytes accepted but not yet written to the socket.
+    pub(crate) fn unsent(&self) -> usize {
+        self.out.len() - self.out_pos
+    }
+
+    fn raw_write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match &mut self.io {
+            RawStream::Plain(s) => s.write(buf),
+            RawStream::Tls(s) => s.write(buf),
+        }
+    }
+
+    /// Writes as much of `buf` as the socket takes now; how much it took.
+    fn write_now(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let mut done = 0;
+        while done < buf.len() {
+            match self.raw_write(&buf[done..]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => done += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(done)
+    }
+
+    /// Writes what the buffer holds, as far as the socket takes it.
+    fn write_out(&mut self) -> io::Result<()> {
+        if self.unsent() == 0 {
+            return Ok(());
+        }
+        let out = std::mem::take(&mut self.out);
+        let written = self.write_now(&out[self.out_pos..]);
+        self.out = out;
+        self.out_pos += written?;
+        if self.unsent() == 0 {
+            self.out.clear();
+            self.out_pos = 0;
+            if self.out.capacity() > KEEP_OUT_CAPACITY {
+                self.out = Vec::new();
+            }
+        }
+        Ok(())
+    }
+
+    /// Takes all of `buf`: written now as far as the socket allows, the
+    /// rest kept, in order, for [`flush`](Write::flush).
+    fn queue(&mut self, buf: &[u8]) -> io::Result<()> {
+        let taken = if self.unsent() == 0 {
+            self.write_now(buf)?
+        } else {
+            0
+        };
+        self.out.extend_from_slice(&buf[taken..]);
+        Ok(())
     }
 }
 
 impl Read for Stream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match self {
-            Stream::Plain(s) => s.read(buf),
-            Stream::Tls(s) => s.read(buf),
+        match &mut self.io {
+            RawStream::Plain(s) => s.read(buf),
+            RawStream::Tls(s) => s.read(buf),
         }
     }
 }
 
 impl Write for Stream {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match self {
-            Stream::Plain(s) => s.write(buf),
-            Stream::Tls(s) => s.write(buf),
+        if !self.buffered {
+            return self.raw_write(buf);
         }
+        self.queue(buf)?;
+        Ok(buf.len())
     }
+
     fn flush(&mut self) -> io::Result<()> {
-        match self {
-            Stream::Plain(s) => s.flush(),
-            Stream::Tls(s) => s.flush(),
+        self.write_out()?;
+        if self.unsent() > 0 {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        match &mut self.io {
+            RawStream::Plain(s) => s.flush(),
+            RawStream::Tls(s) => s.flush(),
         }
     }
 }
@@ -181,8 +274,8 @@ pub(crate) fn open(
     deadline: Instant,
 ) -> Result<Opened, DaemonClientError> {
     let tcp = connect_tcp(reactor, target, deadline)?;
-    let stream = if target.tls {
-        Stream::Tls(Box::new(tls_handshake(
+    let stream = Stream::new(if target.tls {
+        RawStream::Tls(Box::new(tls_handshake(
             reactor,
             target,
             &socket.tls,
@@ -190,8 +283,8 @@ pub(crate) fn open(
             deadline,
         )?))
     } else {
-        Stream::Plain(tcp)
-    };
+        RawStream::Plain(tcp)
+    });
     // tungstenite zero-fills its whole read buffer before every read call:
     // 128 KiB by default costs more than the frames it reads at our sizes.
     let config = WebSocketConfig::default()
@@ -212,6 +305,7 @@ pub(crate) fn open(
             Err(HandshakeError::Failure(e)) => return Err(failed("WebSocket upgrade", e)),
         }
     };
+    ws.get_mut().buffered = true;
     let handshake = read_open(reactor, &mut ws, deadline)?;
     log::info!(
         "Engine.IO session open (pingInterval {} ms, pingTimeout {} ms, maxPayload {})",

@@ -658,9 +658,10 @@ fn general(text: &str) -> Option<Result<VoltEvent, ()>> {
     }
 }
 
-/// Checks that the fast path, when it answers, answers as the general path.
+/// Checks that the fast paths, when they answer, answer as the general path.
 fn fast_path_agrees(text: &str, nsp: &str) -> Result<(), TestCaseError> {
     let d = Decoder::new(Limits::default());
+    raw_response_agrees(&d, text, nsp)?;
     let Some(fast) = d.event_fast_path(text, nsp) else {
         return Ok(()); // declined: the caller uses the general path anyway
     };
@@ -674,6 +675,34 @@ fn fast_path_agrees(text: &str, nsp: &str) -> Result<(), TestCaseError> {
             )))
         }
     }
+    Ok(())
+}
+
+/// The command-response path (data left raw) agrees with the general path
+/// field for field, `data` once parsed.
+fn raw_response_agrees(d: &Decoder, text: &str, nsp: &str) -> Result<(), TestCaseError> {
+    use volt_daemon_client::protocol::envelope::decode_command_response;
+    let Some(raw) = d.event_json(text, nsp).and_then(decode_command_response) else {
+        return Ok(());
+    };
+    let Some(Ok(VoltEvent::CommandResponse(slow))) = general(text) else {
+        return Err(TestCaseError::fail(format!(
+            "raw path took {text} but the general path gives {:?}",
+            general(text)
+        )));
+    };
+    let data = raw
+        .data
+        .map(|d| serde_json::from_str::<Value>(d.get()))
+        .transpose()
+        .map_err(|e| TestCaseError::fail(e.to_string()))?;
+    prop_assert_eq!(raw.request_id.as_ref(), slow.request_id.as_str());
+    prop_assert_eq!(raw.ok, slow.ok);
+    prop_assert_eq!(
+        data.filter(|v| !v.is_null()),
+        slow.data.filter(|v| !v.is_null())
+    );
+    prop_assert_eq!(raw.error, slow.error);
     Ok(())
 }
 

@@ -93,6 +93,23 @@ impl Decoder {
         text: &str,
         namespace: &str,
     ) -> Option<Result<VoltEvent, DecodeError>> {
+        decode_event_array(self.event_json(text, namespace)?)
+    }
+
+    /// The JSON array of a text frame holding a plain `EVENT` on
+    /// `namespace` (`42<nsp>,[...]`, no ack id), for the hot-path decoders
+    /// ([`decode_event_array`], [`decode_command_response`]); `None` for
+    /// any other frame, or while a binary packet awaits its attachments.
+    ///
+    /// [`decode_command_response`]: super::envelope::decode_command_response
+    ///
+    /// ```
+    /// use volt_daemon_client::protocol::{Decoder, Limits};
+    /// let d = Decoder::new(Limits::default());
+    /// assert_eq!(d.event_json(r#"42/daemon,["message",{}]"#, "/daemon"), Some(r#"["message",{}]"#));
+    /// assert_eq!(d.event_json(r#"421["message",{}]"#, "/"), None); // an ack id
+    /// ```
+    pub fn event_json<'t>(&self, text: &'t str, namespace: &str) -> Option<&'t str> {
         if self.reassembler.is_waiting() || text.len() > self.limits.max_frame_bytes {
             return None;
         }
@@ -102,10 +119,7 @@ impl Decoder {
         } else {
             rest.strip_prefix(namespace)?.strip_prefix(',')?
         };
-        if !json.starts_with('[') {
-            return None;
-        }
-        decode_event_array(json)
+        json.starts_with('[').then_some(json)
     }
 
     /// Decodes a binary frame: the next attachment of the waiting packet.

@@ -1,7 +1,10 @@
 //! The VOLT envelopes: the events of the contract and their JSON bodies.
 //! Correlation is by `requestId`; Socket.IO acks are not used.
 
+use std::borrow::Cow;
+
 use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use super::binary::{placeholder, placeholder_num, Complete};
@@ -86,6 +89,26 @@ pub struct CommandResponse {
         skip_serializing_if = "Option::is_none",
         deserialize_with = "lenient_error"
     )]
+    pub error: Option<ErrorBody>,
+}
+
+/// A `command-response` as the hot path reads it: borrowed from the frame,
+/// `data` left as raw JSON for whoever waits on the command to parse. The
+/// thread that reads the socket then allocates nothing for the reply's
+/// body, and the waiter's own thread owns (and frees) the parsed value.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CommandResponseRef<'a> {
+    /// The request this answers.
+    #[serde(borrow)]
+    pub request_id: Cow<'a, str>,
+    /// Success or rejection.
+    pub ok: bool,
+    /// The result, on success, unparsed (`null` reads as `None`).
+    #[serde(default, borrow)]
+    pub data: Option<&'a RawValue>,
+    /// Why, on rejection.
+    #[serde(default, deserialize_with = "lenient_error")]
     pub error: Option<ErrorBody>,
 }
 
@@ -453,6 +476,50 @@ pub fn decode_event_array(json: &str) -> Option<Result<VoltEvent, DecodeError>> 
     let event = serde::Deserializer::deserialize_seq(&mut de, EventArray).ok()?;
     de.end().ok()?;
     Some(event)
+}
+
+/// Decodes the JSON array of a plain event when it is a well-formed
+/// `command-response`, without parsing its `data`; `None` for any other
+/// array, which [`decode_event_array`] then handles. Agrees with it on
+/// every field: `data` parses to the value `decode_event_array` gives.
+///
+/// ```
+/// use volt_daemon_client::protocol::envelope::decode_command_response;
+/// let r = decode_command_response(r#"["command-response",{"requestId":"r1","ok":true,"data":{"a":[1]}}]"#).unwrap();
+/// assert_eq!((r.request_id.as_ref(), r.ok), ("r1", true));
+/// assert_eq!(r.data.unwrap().get(), r#"{"a":[1]}"#);
+/// assert!(decode_command_response(r#"["message",{"type":"x"}]"#).is_none());
+/// ```
+pub fn decode_command_response(json: &str) -> Option<CommandResponseRef<'_>> {
+    let mut de = serde_json::Deserializer::from_str(json);
+    let response = serde::Deserializer::deserialize_seq(&mut de, ResponseArray).ok()?;
+    de.end().ok()?;
+    Some(response)
+}
+
+struct ResponseArray;
+
+impl<'de> serde::de::Visitor<'de> for ResponseArray {
+    type Value = CommandResponseRef<'de>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a command-response array")
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        use serde::de::{Error, IgnoredAny};
+        let name: Cow<'de, str> = seq
+            .next_element()?
+            .ok_or_else(|| A::Error::custom("empty event array"))?;
+        if name != names::COMMAND_RESPONSE {
+            return Err(A::Error::custom("not a command-response"));
+        }
+        let response = seq
+            .next_element()?
+            .ok_or_else(|| A::Error::custom("no argument"))?;
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(response)
+    }
 }
 
 struct EventArray;
