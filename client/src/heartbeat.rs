@@ -13,9 +13,10 @@ use rand::Rng;
 use serde_json::{json, Value};
 
 use crate::backoff::seeded_rng;
+use crate::error::DaemonClientError;
 use crate::events::EventSink;
 use crate::options::HeartbeatOptions;
-use crate::pending::{timeout_error, Link, Outcome, Waiter};
+use crate::pending::{timeout_error, Link, Waiter};
 
 /// The command name of heartbeats.
 pub const HEARTBEAT_COMMAND: &str = "runtime.heartbeat";
@@ -95,7 +96,7 @@ impl Loop {
     }
 
     fn run(mut self, stop: &Receiver<()>) {
-        let (tx, rx) = crossbeam_channel::bounded::<(u128, Outcome)>(64);
+        let (tx, rx) = crossbeam_channel::bounded::<(u128, Result<(), DaemonClientError>)>(64);
         let mut outstanding: Vec<(u128, Instant)> = Vec::new();
         let mut next = Instant::now() + self.next_delay();
         loop {

@@ -44,6 +44,7 @@ mod outbox;
 mod pending;
 pub mod protocol;
 mod reverse_channel;
+mod slot;
 mod tls;
 mod transport;
 

@@ -3,6 +3,7 @@
 //! a ready connection and registered, or refused at once: none can slip in
 //! while a lost connection fails its pending commands.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::time::{Duration, Instant};
@@ -10,88 +11,60 @@ use std::time::{Duration, Instant};
 use std::sync::Arc;
 
 use crossbeam_channel::Sender;
-use parking_lot::{Condvar, Mutex};
-use serde_json::value::RawValue;
+use parking_lot::Mutex;
 use serde_json::Value;
 
 use crate::error::{DaemonClientError, DaemonClientErrorCode};
 use crate::outbox::{Frames, Outbox, OutboxError};
-use crate::protocol::envelope::{encode_command, CommandResponse, CommandResponseRef, ErrorBody};
+use crate::protocol::envelope::{
+    encode_command_into, CommandResponse, CommandResponseRef, ErrorBody,
+};
+use crate::slot::{Delivery, Reply, Slot};
 
 /// Commands in flight up to which a new one is written on the caller's
 /// thread rather than queued for the connection thread.
 const DIRECT_WRITE_MAX_IN_FLIGHT: usize = 2;
 
-/// What a command ends with.
-pub(crate) type Outcome = Result<Option<Data>, DaemonClientError>;
-
-/// A reply's `data`: raw JSON from the hot path, parsed on the waiter's
-/// thread (so the I/O thread neither builds nor the waiter frees a value
-/// allocated on another thread), or a value the general path built.
-#[derive(Debug)]
-pub(crate) enum Data {
-    Raw(Box<RawValue>),
-    Value(Value),
-}
-
-impl Data {
-    /// The value, `None` for JSON `null`.
-    fn into_value(self) -> Result<Option<Value>, DaemonClientError> {
-        let value = match self {
-            Data::Value(v) => v,
-            Data::Raw(raw) => serde_json::from_str(raw.get())
-                .map_err(|e| DaemonClientError::protocol(format!("command-response data: {e}")))?,
-        };
-        Ok(Some(value).filter(|v| !v.is_null()))
+/// A command's text is encoded into this thread's buffer, then copied
+/// (framed) into the outbox: no allocation per command once grown.
+fn with_encode_buffer<R>(f: impl FnOnce(&mut String) -> R) -> R {
+    /// A buffer that grew past this is freed rather than kept.
+    const KEEP: usize = 64 * 1024;
+    thread_local! {
+        static BUFFER: RefCell<String> = const { RefCell::new(String::new()) };
+    }
+    let mut f = Some(f);
+    let pooled = BUFFER.try_with(|buf| {
+        let mut buf = buf.try_borrow_mut().ok()?;
+        buf.clear();
+        let result = (f.take()?)(&mut buf);
+        if buf.capacity() > KEEP {
+            *buf = String::new();
+        }
+        Some(result)
+    });
+    match (pooled, f) {
+        (Ok(Some(result)), _) => result,
+        // Thread teardown or a nested call: a buffer of its own.
+        (_, Some(f)) => f(&mut String::new()),
+        (_, None) => unreachable!("the closure ran, so the buffer gave its result"),
     }
 }
 
 /// Where a command's outcome goes: its caller's own slot, or a shared
-/// channel (the heartbeat loop) that needs to know which request it was.
+/// channel (the heartbeat loop) that only needs to know which request
+/// failed.
 pub(crate) enum Waiter {
     Slot(Arc<Slot>),
-    Channel(Sender<(u128, Outcome)>),
+    Channel(Sender<(u128, Result<(), DaemonClientError>)>),
 }
 
 impl Waiter {
-    fn deliver(self, id: u128, outcome: Outcome) {
+    fn deliver(self, id: u128, delivery: Delivery<'_>) {
         match self {
-            Waiter::Slot(slot) => slot.put(outcome),
+            Waiter::Slot(slot) => slot.put(delivery),
             Waiter::Channel(tx) => {
-                let _ = tx.try_send((id, outcome));
-            }
-        }
-    }
-}
-
-/// A one-shot cell for one command's outcome: lighter than a channel, and
-/// the command's whole cost is on the hot path.
-#[derive(Default)]
-pub(crate) struct Slot {
-    value: Mutex<Option<Outcome>>,
-    ready: Condvar,
-}
-
-impl Slot {
-    fn put(&self, outcome: Outcome) {
-        *self.value.lock() = Some(outcome);
-        self.ready.notify_one();
-    }
-
-    /// The outcome, waiting until `deadline` (forever with `None`).
-    fn take(&self, deadline: Option<Instant>) -> Option<Outcome> {
-        let mut value = self.value.lock();
-        loop {
-            if let Some(outcome) = value.take() {
-                return Some(outcome);
-            }
-            match deadline {
-                Some(d) => {
-                    if self.ready.wait_until(&mut value, d).timed_out() {
-                        return value.take();
-                    }
-                }
-                None => self.ready.wait(&mut value),
+                let _ = tx.try_send((id, delivery.map(drop)));
             }
         }
     }
@@ -159,10 +132,10 @@ pub(crate) struct Link {
 /// ```
 pub struct PendingCommand {
     id: u128,
-    command: String,
     deadline: Instant,
     timeout: Duration,
-    slot: Arc<Slot>,
+    /// Until dropped, when it goes back to the pool.
+    slot: Option<Arc<Slot>>,
     link: Arc<Link>,
     /// Set once the outcome is known: its entry is already gone.
     settled: bool,
@@ -171,7 +144,7 @@ pub struct PendingCommand {
 impl std::fmt::Debug for PendingCommand {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PendingCommand")
-            .field("command", &self.command)
+            .field("command", &self.slot().command())
             .field("request_id", &uuid::Uuid::from_u128(self.id))
             .finish()
     }
@@ -182,20 +155,16 @@ impl PendingCommand {
     /// `COMMAND_TIMEOUT`, or `SOCKET_NOT_READY` if the connection is lost.
     pub fn wait(mut self) -> Result<Option<Value>, DaemonClientError> {
         self.settled = true;
-        self.outcome()?.map_or(Ok(None), Data::into_value)
-    }
-
-    fn outcome(&self) -> Outcome {
-        if let Some(outcome) = self.slot.take(Some(self.deadline)) {
+        let slot = self.slot();
+        if let Some(outcome) = slot.take(Some(self.deadline)) {
             return outcome;
         }
         // Whoever removes the entry decides the outcome, so there is exactly
         // one: the caller (timeout), or the I/O thread, which delivers at once.
         if self.link.remove(self.id) {
-            Err(timeout_error(&self.command, self.timeout))
+            Err(timeout_error(&slot.command(), self.timeout))
         } else {
-            self.slot
-                .take(None)
+            slot.take(None)
                 .unwrap_or_else(|| Err(DaemonClientError::not_ready("connection lost")))
         }
     }
@@ -204,12 +173,19 @@ impl PendingCommand {
     pub fn request_id(&self) -> String {
         uuid::Uuid::from_u128(self.id).to_string()
     }
+
+    fn slot(&self) -> &Slot {
+        self.slot.as_deref().expect("the slot lives until drop")
+    }
 }
 
 impl Drop for PendingCommand {
     fn drop(&mut self) {
         if !self.settled {
             self.link.remove(self.id);
+        }
+        if let Some(slot) = self.slot.take() {
+            Slot::release(slot);
         }
     }
 }
@@ -277,12 +253,15 @@ impl Link {
         };
         let mut id_text = uuid::Uuid::encode_buffer();
         let id_text = id.hyphenated().encode_lower(&mut id_text);
-        let text = encode_command(&namespace, id_text, command, payload.as_ref());
-        let frames = Frames {
-            text: &text,
-            attachments: &[],
-        };
-        match outbox.send_with(frames, deadline, direct) {
+        let sent = with_encode_buffer(|text| {
+            encode_command_into(text, &namespace, id_text, command, payload.as_ref());
+            let frames = Frames {
+                text,
+                attachments: &[],
+            };
+            outbox.send_with(frames, deadline, direct)
+        });
+        match sent {
             Ok(()) => Ok((key, deadline)),
             Err(e) => {
                 self.remove(key);
@@ -298,21 +277,20 @@ impl Link {
         }
     }
 
-    /// Starts a command whose outcome goes to a fresh channel of its own.
+    /// Starts a command whose outcome goes to a slot of its own.
     pub(crate) fn start_pending(
         self: &Arc<Self>,
         command: &str,
         payload: Option<Value>,
         timeout: Duration,
     ) -> Result<PendingCommand, DaemonClientError> {
-        let slot = Arc::new(Slot::default());
+        let slot = Slot::acquire(command);
         let (id, deadline) = self.start(command, payload, timeout, Waiter::Slot(slot.clone()))?;
         Ok(PendingCommand {
             id,
-            command: command.to_owned(),
             deadline,
             timeout,
-            slot,
+            slot: Some(slot),
             link: self.clone(),
             settled: false,
         })
@@ -326,17 +304,17 @@ impl Link {
     /// Routes a `command-response` to its waiter. Unknown ids (late or never
     /// sent) are dropped quietly.
     pub(crate) fn complete(&self, response: CommandResponse) {
-        let data = response.data.map(Data::Value);
+        let data = Reply::Value(response.data);
         self.settle(&response.request_id, response.ok, data, response.error);
     }
 
     /// Like [`complete`](Self::complete), for the hot path's borrowed reply.
     pub(crate) fn complete_raw(&self, response: CommandResponseRef<'_>) {
-        let data = response.data.map(|d| Data::Raw(d.to_owned()));
+        let data = Reply::Raw(response.data);
         self.settle(&response.request_id, response.ok, data, response.error);
     }
 
-    fn settle(&self, request_id: &str, ok: bool, data: Option<Data>, error: Option<ErrorBody>) {
+    fn settle(&self, request_id: &str, ok: bool, data: Reply<'_>, error: Option<ErrorBody>) {
         let Ok(id) = uuid::Uuid::parse_str(request_id) else {
             log::debug!("command-response for a request id that is not a UUID: dropped");
             return;

@@ -590,8 +590,28 @@ pub fn encode_command(
     payload: Option<&Value>,
 ) -> String {
     let mut text = String::with_capacity(96 + namespace.len() + command.len());
-    frame_prefix(&mut text, namespace, names::COMMAND, 0);
-    let mut bytes = text.into_bytes();
+    encode_command_into(&mut text, namespace, request_id, command, payload);
+    text
+}
+
+/// [`encode_command`], appending to `text` (a buffer reused across
+/// commands allocates nothing once grown).
+///
+/// ```
+/// use volt_daemon_client::protocol::envelope::{encode_command, encode_command_into};
+/// let mut buf = String::new();
+/// encode_command_into(&mut buf, "/", "r1", "ping", None);
+/// assert_eq!(buf, encode_command("/", "r1", "ping", None));
+/// ```
+pub fn encode_command_into(
+    text: &mut String,
+    namespace: &str,
+    request_id: &str,
+    command: &str,
+    payload: Option<&Value>,
+) {
+    frame_prefix(text, namespace, names::COMMAND, 0);
+    let mut bytes = std::mem::take(text).into_bytes();
     // The field order and omission of `CommandRequest`'s Serialize.
     bytes.extend_from_slice(b"{\"requestId\":");
     json::write_str(&mut bytes, request_id);
@@ -603,7 +623,7 @@ pub fn encode_command(
     }
     bytes.extend_from_slice(b"}]");
     // Everything written is UTF-8: a `str` prefix, then JSON.
-    String::from_utf8(bytes).unwrap_or_default()
+    *text = String::from_utf8(bytes).unwrap_or_default();
 }
 
 /// The text frame of an event: `4` + header + `["name",<json>]`, where
