@@ -30,6 +30,7 @@ use crate::protocol::envelope::{decode_command_response, decode_event_array, Out
 use crate::protocol::socket::{Packet, PacketType};
 use crate::protocol::{DecodeError, Decoder, Incoming, Limits};
 use crate::reverse_channel::{error_reply, Job, JobSender};
+use crate::slot::Slot;
 use crate::transport::{self, Reactor, Stream, Target, WAKER};
 use crate::Shared;
 
@@ -187,6 +188,7 @@ impl Supervisor {
             socket,
             replies: Vec::new(),
             reply_bytes: Vec::new(),
+            to_wake: Vec::new(),
             decoder: Decoder::new(Limits {
                 max_frame_bytes: opts.socket.max_incoming_frame_bytes,
                 ..Limits::default()
@@ -292,6 +294,9 @@ struct Io {
     replies: Vec<Outgoing>,
     /// `replies`, framed (kept for its capacity).
     reply_bytes: Vec<u8>,
+    /// Callers whose replies were read this turn, woken once the socket is
+    /// let go: a woken caller then finds it free to write its next command.
+    to_wake: Vec<Arc<Slot>>,
     decoder: Decoder,
     namespace: String,
     ping_window: Duration,
@@ -397,6 +402,13 @@ impl Io {
             let socket = self.socket.clone();
             let mut ws = socket.ws.lock();
             let (flow, more_to_read) = self.read_batch(&mut ws);
+            if !self.to_wake.is_empty() {
+                drop(ws);
+                for slot in self.to_wake.drain(..) {
+                    slot.wake();
+                }
+                ws = socket.ws.lock();
+            }
             if !matches!(flow, Flow::Continue) {
                 return flow;
             }
@@ -504,7 +516,7 @@ impl Io {
             .filter(|_| self.registered)
         {
             if let Some(response) = decode_command_response(json) {
-                self.link.complete_raw(response);
+                self.to_wake.extend(self.link.complete_raw(response));
                 return Flow::Continue;
             }
             match decode_event_array(json) {
@@ -602,7 +614,7 @@ impl Io {
 
     fn on_event(&mut self, event: VoltEvent) -> Flow {
         match event {
-            VoltEvent::CommandResponse(r) => self.link.complete(r),
+            VoltEvent::CommandResponse(r) => self.to_wake.extend(self.link.complete(r)),
             VoltEvent::ReverseCommand(cmd) if !self.reverse_ids.insert(&cmd.request_id) => {
                 self.events.error(DaemonClientError::protocol(format!(
                     "reverse-command {:?} repeats requestId {:?}: dropped (it has its reply)",

@@ -60,11 +60,17 @@ pub(crate) enum Waiter {
 }
 
 impl Waiter {
-    fn deliver(self, id: u128, delivery: Delivery<'_>) {
+    /// Delivers; a slot is returned for the caller to [`Slot::wake`].
+    #[must_use = "a filled slot's waiter sleeps until woken"]
+    fn deliver(self, id: u128, delivery: Delivery<'_>) -> Option<Arc<Slot>> {
         match self {
-            Waiter::Slot(slot) => slot.put(delivery),
+            Waiter::Slot(slot) => {
+                slot.fill(delivery);
+                Some(slot)
+            }
             Waiter::Channel(tx) => {
                 let _ = tx.try_send((id, delivery.map(drop)));
+                None
             }
         }
     }
@@ -213,7 +219,9 @@ impl Link {
             std::mem::take(&mut s.pending)
         };
         for (id, waiter) in pending {
-            waiter.deliver(id, Err(DaemonClientError::not_ready(why)));
+            if let Some(slot) = waiter.deliver(id, Err(DaemonClientError::not_ready(why))) {
+                slot.wake();
+            }
         }
     }
 
@@ -301,28 +309,41 @@ impl Link {
         self.state.lock().pending.remove(&id).is_some()
     }
 
-    /// Routes a `command-response` to its waiter. Unknown ids (late or never
-    /// sent) are dropped quietly.
-    pub(crate) fn complete(&self, response: CommandResponse) {
+    /// Routes a `command-response` to its waiter; a slot returned is to be
+    /// woken ([`Slot::wake`]) once the socket is let go. Unknown ids (late
+    /// or never sent) are dropped quietly.
+    #[must_use = "a filled slot's waiter sleeps until woken"]
+    pub(crate) fn complete(&self, response: CommandResponse) -> Option<Arc<Slot>> {
         let data = Reply::Value(response.data);
-        self.settle(&response.request_id, response.ok, data, response.error);
+        self.settle(&response.request_id, response.ok, data, response.error)
     }
 
     /// Like [`complete`](Self::complete), for the hot path's borrowed reply.
-    pub(crate) fn complete_raw(&self, response: CommandResponseRef<'_>) {
+    #[must_use = "a filled slot's waiter sleeps until woken"]
+    pub(crate) fn complete_raw(&self, response: CommandResponseRef<'_>) -> Option<Arc<Slot>> {
         let data = Reply::Raw(response.data);
-        self.settle(&response.request_id, response.ok, data, response.error);
+        self.settle(&response.request_id, response.ok, data, response.error)
     }
 
-    fn settle(&self, request_id: &str, ok: bool, data: Reply<'_>, error: Option<ErrorBody>) {
+    fn settle(
+        &self,
+        request_id: &str,
+        ok: bool,
+        data: Reply<'_>,
+        error: Option<ErrorBody>,
+    ) -> Option<Arc<Slot>> {
         let Ok(id) = uuid::Uuid::parse_str(request_id) else {
             log::debug!("command-response for a request id that is not a UUID: dropped");
-            return;
+            return None;
         };
         let key = id.as_u128();
-        let Some(waiter) = self.state.lock().pending.remove(&key) else {
-            log::debug!("command-response for unknown request {id}: dropped");
-            return;
+        let (waiter, still_pending) = {
+            let mut s = self.state.lock();
+            let Some(waiter) = s.pending.remove(&key) else {
+                log::debug!("command-response for unknown request {id}: dropped");
+                return None;
+            };
+            (waiter, s.pending.len())
         };
         let outcome = if ok {
             Ok(data)
@@ -336,7 +357,14 @@ impl Link {
             )
             .with_server(code, message))
         };
-        waiter.deliver(key, outcome);
+        let slot = waiter.deliver(key, outcome)?;
+        // Waking after the socket is let go only helps a caller whose next
+        // command will be written directly; under load, wake at once.
+        if still_pending < DIRECT_WRITE_MAX_IN_FLIGHT {
+            return Some(slot);
+        }
+        slot.wake();
+        None
     }
 
     /// How many commands await a reply (for tests and leak checks).

@@ -99,9 +99,10 @@ impl Slot {
         self.state.lock().command.clone()
     }
 
-    /// Delivers the outcome (copying raw data into the cell's buffer) and
-    /// wakes the waiter.
-    pub(crate) fn put(&self, delivery: Delivery<'_>) {
+    /// Stores the outcome (copying raw data into the cell's buffer) without
+    /// waking the waiter: the I/O thread wakes it once it has let go of the
+    /// socket, so the woken caller finds the socket free for its next write.
+    pub(crate) fn fill(&self, delivery: Delivery<'_>) {
         {
             let mut guard = self.state.lock();
             let state = &mut *guard;
@@ -116,6 +117,10 @@ impl Slot {
                 Reply::Value(v) => Held::Value(v),
             }));
         }
+    }
+
+    /// Wakes the waiter, if it sleeps.
+    pub(crate) fn wake(&self) {
         self.ready.notify_one();
     }
 
@@ -160,7 +165,7 @@ mod tests {
     fn a_released_cell_is_reused_empty_with_its_buffer() {
         let slot = Slot::acquire("first");
         let raw = serde_json::value::RawValue::from_string("{\"a\":[1,2,3]}".into()).unwrap();
-        slot.put(Ok(Reply::Raw(Some(&raw))));
+        slot.fill(Ok(Reply::Raw(Some(&raw))));
         let value = slot.take(None).unwrap().unwrap();
         assert_eq!(value, Some(serde_json::json!({"a": [1, 2, 3]})));
         let addr = Arc::as_ptr(&slot);
@@ -189,9 +194,9 @@ mod tests {
     fn null_data_is_none_and_errors_pass_through() {
         let slot = Slot::acquire("x");
         let null = serde_json::value::RawValue::from_string("null".into()).unwrap();
-        slot.put(Ok(Reply::Raw(Some(&null))));
+        slot.fill(Ok(Reply::Raw(Some(&null))));
         assert_eq!(slot.take(None).unwrap().unwrap(), None);
-        slot.put(Err(DaemonClientError::not_ready("gone")));
+        slot.fill(Err(DaemonClientError::not_ready("gone")));
         assert!(slot.take(None).unwrap().is_err());
     }
 }
