@@ -26,7 +26,9 @@ use crate::events::{ClientEvent, EventSink};
 use crate::heartbeat::Heartbeat;
 use crate::outbox::{is_would_block, outbox, Frames, Outbox, OutboxReceiver, SharedSocket};
 use crate::pending::Link;
-use crate::protocol::envelope::{decode_command_response, decode_event_array, Outgoing, VoltEvent};
+use crate::protocol::envelope::{
+    decode_command_response, decode_event_array, scan_command_response, Outgoing, VoltEvent,
+};
 use crate::protocol::socket::{Packet, PacketType};
 use crate::protocol::{DecodeError, Decoder, Incoming, Limits};
 use crate::reverse_channel::{error_reply, Job, JobSender};
@@ -515,6 +517,10 @@ impl Io {
             .event_json(text, &self.namespace)
             .filter(|_| self.registered)
         {
+            if let Some(response) = scan_command_response(json) {
+                self.to_wake.extend(self.link.complete_scanned(response));
+                return Flow::Continue;
+            }
             if let Some(response) = decode_command_response(json) {
                 self.to_wake.extend(self.link.complete_raw(response));
                 return Flow::Continue;

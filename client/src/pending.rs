@@ -12,12 +12,13 @@ use std::sync::Arc;
 
 use crossbeam_channel::Sender;
 use parking_lot::Mutex;
+use serde_json::value::RawValue;
 use serde_json::Value;
 
 use crate::error::{DaemonClientError, DaemonClientErrorCode};
 use crate::outbox::{Frames, Outbox, OutboxError};
 use crate::protocol::envelope::{
-    encode_command_into, CommandResponse, CommandResponseRef, ErrorBody,
+    encode_command_into, CommandResponse, CommandResponseRef, ErrorBody, ScannedResponse,
 };
 use crate::slot::{Delivery, Reply, Slot};
 
@@ -321,8 +322,14 @@ impl Link {
     /// Like [`complete`](Self::complete), for the hot path's borrowed reply.
     #[must_use = "a filled slot's waiter sleeps until woken"]
     pub(crate) fn complete_raw(&self, response: CommandResponseRef<'_>) -> Option<Arc<Slot>> {
-        let data = Reply::Raw(response.data);
+        let data = Reply::Raw(response.data.map(RawValue::get));
         self.settle(&response.request_id, response.ok, data, response.error)
+    }
+
+    /// Like [`complete`](Self::complete), for the scanned common shape.
+    #[must_use = "a filled slot's waiter sleeps until woken"]
+    pub(crate) fn complete_scanned(&self, response: ScannedResponse<'_>) -> Option<Arc<Slot>> {
+        self.settle(response.request_id, true, Reply::Raw(response.data), None)
     }
 
     fn settle(

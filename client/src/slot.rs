@@ -11,7 +11,6 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use parking_lot::{Condvar, Mutex};
-use serde_json::value::RawValue;
 use serde_json::Value;
 
 use crate::error::DaemonClientError;
@@ -19,7 +18,7 @@ use crate::error::DaemonClientError;
 /// A successful reply's `data` as the I/O thread has it.
 pub(crate) enum Reply<'a> {
     /// Raw JSON borrowed from the frame (the hot path); `None` when absent.
-    Raw(Option<&'a RawValue>),
+    Raw(Option<&'a str>),
     /// A value the general decoder built.
     Value(Option<Value>),
 }
@@ -110,7 +109,7 @@ impl Slot {
             state.outcome = Some(delivery.map(|reply| match reply {
                 Reply::Raw(Some(data)) => {
                     raw.clear();
-                    raw.push_str(data.get());
+                    raw.push_str(data);
                     Held::Raw
                 }
                 Reply::Raw(None) => Held::Value(None),
@@ -164,8 +163,7 @@ mod tests {
     #[test]
     fn a_released_cell_is_reused_empty_with_its_buffer() {
         let slot = Slot::acquire("first");
-        let raw = serde_json::value::RawValue::from_string("{\"a\":[1,2,3]}".into()).unwrap();
-        slot.fill(Ok(Reply::Raw(Some(&raw))));
+        slot.fill(Ok(Reply::Raw(Some("{\"a\":[1,2,3]}"))));
         let value = slot.take(None).unwrap().unwrap();
         assert_eq!(value, Some(serde_json::json!({"a": [1, 2, 3]})));
         let addr = Arc::as_ptr(&slot);
@@ -191,10 +189,17 @@ mod tests {
     }
 
     #[test]
+    fn raw_data_that_is_not_json_is_a_protocol_error_for_that_command() {
+        let slot = Slot::acquire("x");
+        slot.fill(Ok(Reply::Raw(Some("{\"a\":tru}"))));
+        let err = slot.take(None).unwrap().unwrap_err();
+        assert_eq!(err.code(), crate::DaemonClientErrorCode::ProtocolError);
+    }
+
+    #[test]
     fn null_data_is_none_and_errors_pass_through() {
         let slot = Slot::acquire("x");
-        let null = serde_json::value::RawValue::from_string("null".into()).unwrap();
-        slot.fill(Ok(Reply::Raw(Some(&null))));
+        slot.fill(Ok(Reply::Raw(Some("null"))));
         assert_eq!(slot.take(None).unwrap().unwrap(), None);
         slot.fill(Err(DaemonClientError::not_ready("gone")));
         assert!(slot.take(None).unwrap().is_err());

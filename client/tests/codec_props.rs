@@ -678,10 +678,40 @@ fn fast_path_agrees(text: &str, nsp: &str) -> Result<(), TestCaseError> {
     Ok(())
 }
 
+/// The scanned path agrees with the general path on every frame it takes,
+/// with one allowed difference: it delimits `data` without validating it,
+/// so a frame the general path rejects may be taken, and then its `data`
+/// must fail to parse (the caller gets the error for that command).
+fn scanned_response_agrees(d: &Decoder, text: &str, nsp: &str) -> Result<(), TestCaseError> {
+    use volt_daemon_client::protocol::envelope::scan_command_response;
+    let Some(scanned) = d.event_json(text, nsp).and_then(scan_command_response) else {
+        return Ok(());
+    };
+    let data = scanned.data.map(serde_json::from_str::<Value>).transpose();
+    match (general(text), data) {
+        (Some(Ok(VoltEvent::CommandResponse(slow))), Ok(data)) => {
+            prop_assert_eq!(scanned.request_id, slow.request_id.as_str());
+            prop_assert!(slow.ok);
+            prop_assert_eq!(
+                data.filter(|v| !v.is_null()),
+                slow.data.filter(|v| !v.is_null())
+            );
+            prop_assert_eq!(slow.error, None);
+        }
+        (Some(Err(())), Err(_)) => {}
+        (slow, data) => return Err(TestCaseError::fail(format!(
+            "scanned {scanned:?} (data parses: {}) but the general path gives {slow:?} for {text}",
+            data.is_ok()
+        ))),
+    }
+    Ok(())
+}
+
 /// The command-response path (data left raw) agrees with the general path
 /// field for field, `data` once parsed.
 fn raw_response_agrees(d: &Decoder, text: &str, nsp: &str) -> Result<(), TestCaseError> {
     use volt_daemon_client::protocol::envelope::decode_command_response;
+    scanned_response_agrees(d, text, nsp)?;
     let Some(raw) = d.event_json(text, nsp).and_then(decode_command_response) else {
         return Ok(());
     };
@@ -726,6 +756,57 @@ fn fast_path_decodes_every_plain_event_as_the_general_path() {
 fn fast_path_never_disagrees_with_the_general_path_on_hostile_frames() {
     check(2048, hostile_text(), |text| {
         fast_path_agrees(&text, "/daemon")?;
+        fast_path_agrees(&text, "/")
+    });
+}
+
+/// Command-responses in the scanned shape, then cut, extended or spliced
+/// with structural characters: the scanned path must never disagree.
+fn mangled_command_response() -> impl Strategy<Value = String> {
+    let tail = vec(
+        prop::sample::select(&['[', '{', '"', ']', '}', ',', ':', '\\', '1', 'a', ' '][..]),
+        0..12,
+    );
+    let extra = prop::option::of(json());
+    (
+        text(),
+        prop::option::of(json()),
+        extra,
+        any::<prop::sample::Index>(),
+        tail,
+    )
+        .prop_map(|(id, data, extra, cut, tail)| {
+            let mut frame = format!(
+                "42[\"command-response\",{{\"requestId\":{},\"ok\":true",
+                Value::from(id)
+            );
+            if let Some(data) = data {
+                frame.push_str(",\"data\":");
+                frame.push_str(&data.to_string());
+            }
+            // A field after `data`: valid JSON, but not the scanned shape.
+            if let Some(extra) = extra {
+                frame.push_str(",\"extra\":");
+                frame.push_str(&extra.to_string());
+            }
+            frame.push_str("}]");
+            // Splice the tail in at a char boundary.
+            let mut at = cut.index(frame.len() + 1);
+            while !frame.is_char_boundary(at) {
+                at -= 1;
+            }
+            let spliced: String = tail.into_iter().collect();
+            if spliced.is_empty() {
+                frame
+            } else {
+                format!("{}{spliced}{}", &frame[..at], &frame[at..])
+            }
+        })
+}
+
+#[test]
+fn scanned_command_responses_agree_with_the_general_path_even_mangled() {
+    check(4096, mangled_command_response(), |text| {
         fast_path_agrees(&text, "/")
     });
 }
