@@ -24,8 +24,10 @@ use crate::backoff::Backoff;
 use crate::error::{DaemonClientError, DaemonClientErrorCode};
 use crate::events::{ClientEvent, EventSink};
 use crate::heartbeat::Heartbeat;
-use crate::outbox::{is_would_block, outbox, Frames, Outbox, OutboxReceiver, SharedSocket};
-use crate::pending::Link;
+use crate::outbox::{
+    is_would_block, outbox, Frames, Outbox, OutboxReceiver, SharedSocket, LAZY_FLUSH_DELAY,
+};
+use crate::pending::{Link, LAZY_FLUSH_MIN_IN_FLIGHT};
 use crate::protocol::envelope::{
     decode_command_response, decode_event_array, scan_command_response, Outgoing, VoltEvent,
 };
@@ -386,7 +388,12 @@ impl Io {
         let mut again = true;
         loop {
             let ping_deadline = self.last_ping + self.ping_window;
-            let wake = deadline.map_or(ping_deadline, |d| d.min(ping_deadline));
+            let mut wake = deadline.map_or(ping_deadline, |d| d.min(ping_deadline));
+            if out_rx.is_some() && self.link.pending_count() > LAZY_FLUSH_MIN_IN_FLIGHT {
+                // Senders may queue without waking us (Flush::Lazy). Below
+                // this count they wake us, the one crossing it included.
+                wake = wake.min(Instant::now() + LAZY_FLUSH_DELAY);
+            }
             let timeout = if again {
                 Duration::ZERO
             } else {

@@ -155,6 +155,24 @@ fn apply_mask(data: &mut [u8], mask: [u8; 4]) {
     }
 }
 
+/// Who writes what a sender appended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Flush {
+    /// The sender, if the socket is free (else the I/O thread, woken).
+    Direct,
+    /// The I/O thread, woken now (unless a wake-up is on its way).
+    Wake,
+    /// The I/O thread at its next turn, without a wake-up: for when so
+    /// many commands are in flight that replies wake it soon anyway, and
+    /// it then writes what queued meanwhile in one batch. It never sleeps
+    /// longer than [`LAZY_FLUSH_DELAY`] while that many are in flight.
+    Lazy,
+}
+
+/// The longest the I/O thread sleeps while lazily flushed commands may
+/// wait in the outbox.
+pub(crate) const LAZY_FLUSH_DELAY: std::time::Duration = std::time::Duration::from_millis(1);
+
 /// Bytes that may wait for the socket. A sender that finds the buffer full
 /// waits for room until its deadline: memory stays bounded when the server
 /// stops reading. One event larger than this is still taken, alone.
@@ -247,18 +265,17 @@ impl Outbox {
 
     /// Sends `out`, written at once when the socket is free.
     pub(crate) fn send(&self, out: &Outgoing, deadline: Instant) -> Result<(), OutboxError> {
-        self.send_with(out.into(), deadline, true)
+        self.send_with(out.into(), deadline, Flush::Direct)
     }
 
     /// Appends `frames` to the buffer, waiting for room until `deadline`;
-    /// then writes the buffer on this thread if `direct` and the socket is
-    /// free, else leaves it to the I/O thread. Under load that is cheaper:
-    /// one syscall for a whole batch instead of one per event.
+    /// then `flush` says who writes it. Under load the I/O thread is
+    /// cheaper: one syscall for a whole batch instead of one per event.
     pub(crate) fn send_with(
         &self,
         frames: Frames<'_>,
         deadline: Instant,
-        direct: bool,
+        flush: Flush,
     ) -> Result<(), OutboxError> {
         self.check_size(&frames)?;
         let need = frames.wire_len();
@@ -280,12 +297,16 @@ impl Outbox {
             }
             frames.append_to(&mut staged.bytes);
         }
-        if direct {
-            if let Some(written) = self.try_write_direct() {
-                return written;
+        match flush {
+            Flush::Direct => {
+                if let Some(written) = self.try_write_direct() {
+                    return written;
+                }
+                self.wake();
             }
+            Flush::Wake => self.wake(),
+            Flush::Lazy => {}
         }
-        self.wake();
         Ok(())
     }
 

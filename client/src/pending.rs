@@ -16,7 +16,7 @@ use serde_json::value::RawValue;
 use serde_json::Value;
 
 use crate::error::{DaemonClientError, DaemonClientErrorCode};
-use crate::outbox::{Frames, Outbox, OutboxError};
+use crate::outbox::{Flush, Frames, Outbox, OutboxError};
 use crate::protocol::envelope::{
     encode_command_into, CommandResponse, CommandResponseRef, ErrorBody, ScannedResponse,
 };
@@ -25,6 +25,13 @@ use crate::slot::{Delivery, Reply, Slot};
 /// Commands in flight up to which a new one is written on the caller's
 /// thread rather than queued for the connection thread.
 const DIRECT_WRITE_MAX_IN_FLIGHT: usize = 2;
+
+/// Commands in flight above which a new one does not wake the connection
+/// thread: replies keep waking it, and it then writes everything queued in
+/// one batch (bigger batches: fewer syscalls and wake-ups on both ends).
+/// It polls at least every [`LAZY_FLUSH_DELAY`](crate::outbox::LAZY_FLUSH_DELAY)
+/// while more than this many are in flight, in case no reply comes.
+pub(crate) const LAZY_FLUSH_MIN_IN_FLIGHT: usize = 64;
 
 /// A command's text is encoded into this thread's buffer, then copied
 /// (framed) into the outbox: no allocation per command once grown.
@@ -77,9 +84,17 @@ impl Waiter {
     }
 }
 
-struct LinkState {
-    outbox: Option<Outbox>,
+/// What a command needs of the live connection.
+struct LiveConn {
+    outbox: Outbox,
     namespace: Arc<str>,
+}
+
+#[derive(Default)]
+struct LinkState {
+    /// The live connection's way out; one `Arc` so that a command clones
+    /// one reference count, not four.
+    conn: Option<Arc<LiveConn>>,
     pending: HashMap<u128, Waiter, BuildHasherDefault<IdHasher>>,
 }
 
@@ -102,16 +117,6 @@ impl Hasher for IdHasher {
 
     fn write_u128(&mut self, n: u128) {
         self.0 = (n as u64) ^ ((n >> 64) as u64);
-    }
-}
-
-impl Default for LinkState {
-    fn default() -> Self {
-        LinkState {
-            outbox: None,
-            namespace: Arc::from("/"),
-            pending: HashMap::default(),
-        }
     }
 }
 
@@ -207,16 +212,17 @@ pub(crate) fn timeout_error(command: &str, timeout: Duration) -> DaemonClientErr
 impl Link {
     /// Makes the link ready with a new connection's outbox.
     pub(crate) fn attach(&self, outbox: Outbox, namespace: &str) {
-        let mut s = self.state.lock();
-        s.outbox = Some(outbox);
-        s.namespace = Arc::from(namespace);
+        self.state.lock().conn = Some(Arc::new(LiveConn {
+            outbox,
+            namespace: Arc::from(namespace),
+        }));
     }
 
     /// Makes the link not ready and fails every pending command at once.
     pub(crate) fn detach(&self, why: &str) {
         let pending = {
             let mut s = self.state.lock();
-            s.outbox = None;
+            s.conn = None;
             std::mem::take(&mut s.pending)
         };
         for (id, waiter) in pending {
@@ -227,13 +233,15 @@ impl Link {
     }
 
     pub(crate) fn is_ready(&self) -> bool {
-        self.state.lock().outbox.is_some()
+        self.state.lock().conn.is_some()
     }
 
     /// The current outbox, when ready.
     pub(crate) fn outbox(&self) -> Option<(Outbox, Arc<str>)> {
         let s = self.state.lock();
-        s.outbox.clone().map(|o| (o, s.namespace.clone()))
+        s.conn
+            .as_ref()
+            .map(|c| (c.outbox.clone(), c.namespace.clone()))
     }
 
     /// Sends a command and registers `waiter` for its reply.
@@ -247,9 +255,9 @@ impl Link {
         let deadline = Instant::now() + timeout;
         let id = uuid::Uuid::new_v4();
         let key = id.as_u128();
-        let (outbox, namespace, direct) = {
+        let (conn, flush) = {
             let mut s = self.state.lock();
-            let Some(outbox) = s.outbox.clone() else {
+            let Some(conn) = s.conn.clone() else {
                 return Err(DaemonClientError::not_ready(
                     "the client is not connected and registered",
                 ));
@@ -257,18 +265,25 @@ impl Link {
             s.pending.insert(key, waiter);
             // Few in flight: write on this thread, for latency. Many: queue,
             // so the connection thread writes them in batches.
-            let direct = s.pending.len() <= DIRECT_WRITE_MAX_IN_FLIGHT;
-            (outbox, s.namespace.clone(), direct)
+            let flush = match s.pending.len() {
+                n if n <= DIRECT_WRITE_MAX_IN_FLIGHT => Flush::Direct,
+                // The command that crosses the threshold still wakes the
+                // connection thread, which may be asleep without the short
+                // poll it keeps while more are in flight (connection.rs).
+                n if n <= LAZY_FLUSH_MIN_IN_FLIGHT + 1 => Flush::Wake,
+                _ => Flush::Lazy,
+            };
+            (conn, flush)
         };
         let mut id_text = uuid::Uuid::encode_buffer();
         let id_text = id.hyphenated().encode_lower(&mut id_text);
         let sent = with_encode_buffer(|text| {
-            encode_command_into(text, &namespace, id_text, command, payload.as_ref());
+            encode_command_into(text, &conn.namespace, id_text, command, payload.as_ref());
             let frames = Frames {
                 text,
                 attachments: &[],
             };
-            outbox.send_with(frames, deadline, direct)
+            conn.outbox.send_with(frames, deadline, flush)
         });
         match sent {
             Ok(()) => Ok((key, deadline)),

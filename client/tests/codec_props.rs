@@ -699,10 +699,12 @@ fn scanned_response_agrees(d: &Decoder, text: &str, nsp: &str) -> Result<(), Tes
             prop_assert_eq!(slow.error, None);
         }
         (Some(Err(())), Err(_)) => {}
-        (slow, data) => return Err(TestCaseError::fail(format!(
+        (slow, data) => {
+            return Err(TestCaseError::fail(format!(
             "scanned {scanned:?} (data parses: {}) but the general path gives {slow:?} for {text}",
             data.is_ok()
-        ))),
+        )))
+        }
     }
     Ok(())
 }

@@ -10,7 +10,7 @@ use e2e_support::*;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use volt_daemon_client::{DaemonClientErrorCode as Code, PendingCommand};
-use volt_testkit::{fail_on_unexpected_panics, MockServer, Responder, DEFAULT_CLUSTER};
+use volt_testkit::{fail_on_unexpected_panics, wait_until, MockServer, Responder, DEFAULT_CLUSTER};
 
 #[test]
 fn send_command_returns_the_servers_data_or_none() {
@@ -108,6 +108,31 @@ fn one_thread_keeps_many_commands_in_flight_with_start_command() {
     assert!(ids.contains(&held.request_id()));
     drop(held);
     assert_eq!(client.pending_commands(), 0);
+    disconnect(&client);
+}
+
+#[test]
+fn a_command_queued_behind_many_unanswered_ones_still_goes_out() {
+    // With many commands in flight a new one does not wake the I/O thread
+    // (replies will); when no reply comes, its bounded sleep must send it.
+    fail_on_unexpected_panics();
+    let server = MockServer::start();
+    server.set_responder("held", Responder::NoReply);
+    let client = connected(&server);
+    let held: Vec<PendingCommand> = (0..200)
+        .map(|_| client.start_command("held", None).unwrap())
+        .collect();
+    assert!(wait_until(Duration::from_secs(5), || {
+        server.received_commands(DEFAULT_CLUSTER).len() == 200
+    }));
+    for i in 0..20 {
+        assert_eq!(
+            client.send_command("echo", Some(json!({"i": i}))).unwrap(),
+            Some(json!({"i": i}))
+        );
+    }
+    assert_eq!(client.pending_commands(), 200);
+    drop(held);
     disconnect(&client);
 }
 
