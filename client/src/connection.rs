@@ -18,14 +18,16 @@ use mio::{Poll, Waker};
 use serde_json::{json, Value};
 use std::io::Write;
 
-use tungstenite::{Message, WebSocket};
+use tungstenite::WebSocket;
 
 use crate::backoff::Backoff;
 use crate::error::{DaemonClientError, DaemonClientErrorCode};
 use crate::events::{ClientEvent, EventSink};
+use crate::frame_reader::{self, FrameError, FrameReader};
 use crate::heartbeat::Heartbeat;
 use crate::outbox::{
-    is_would_block, outbox, Frames, Outbox, OutboxReceiver, SharedSocket, LAZY_FLUSH_DELAY,
+    append_pong, is_would_block, outbox, Frames, Outbox, OutboxReceiver, SharedSocket,
+    LAZY_FLUSH_DELAY,
 };
 use crate::pending::{Link, LAZY_FLUSH_MIN_IN_FLIGHT};
 use crate::protocol::envelope::{
@@ -192,6 +194,7 @@ impl Supervisor {
             socket,
             replies: Vec::new(),
             reply_bytes: Vec::new(),
+            reader: FrameReader::new(opts.socket.max_incoming_frame_bytes),
             to_wake: Vec::new(),
             decoder: Decoder::new(Limits {
                 max_frame_bytes: opts.socket.max_incoming_frame_bytes,
@@ -296,8 +299,10 @@ struct Io {
     /// Written by this thread at the end of the turn (pongs, 503 BUSY):
     /// it drains the outbox, so it must never wait on it.
     replies: Vec<Outgoing>,
-    /// `replies`, framed (kept for its capacity).
+    /// `replies` and pongs, framed (kept for its capacity).
     reply_bytes: Vec<u8>,
+    /// The server's frames; tungstenite only reads up to the open packet.
+    reader: FrameReader,
     /// Callers whose replies were read this turn, woken once the socket is
     /// let go: a woken caller then finds it free to write its next command.
     to_wake: Vec<Arc<Slot>>,
@@ -454,11 +459,11 @@ impl Io {
             log::info!("write failed: {e}");
             Flow::End(End::Lost("transport close"))
         };
-        if !self.replies.is_empty() {
-            for out in self.replies.drain(..) {
-                log::trace!("> {}", out.text);
-                Frames::from(&out).append_to(&mut self.reply_bytes);
-            }
+        for out in self.replies.drain(..) {
+            log::trace!("> {}", out.text);
+            Frames::from(&out).append_to(&mut self.reply_bytes);
+        }
+        if !self.reply_bytes.is_empty() {
             let written = ws.get_mut().write(&self.reply_bytes);
             self.reply_bytes.clear();
             written.map_err(|e| lost(e.into()))?;
@@ -469,46 +474,48 @@ impl Io {
         self.socket.flush(ws).map_err(lost)
     }
 
-    /// Reads up to a batch of frames; the flag says the socket may hold more.
+    /// Reads up to a batch of messages; the flag says the socket may hold
+    /// more.
     fn read_batch(&mut self, ws: &mut WebSocket<Stream>) -> (Flow, bool) {
-        for _ in 0..BATCH {
-            let flow = match ws.read() {
-                Ok(Message::Text(text)) => {
-                    log::trace!("< {}", text.as_str());
-                    self.on_text(text.as_str())
+        // Out of `self` while in use, so that a message borrowed from it
+        // can be handled with `&mut self`.
+        let mut reader = std::mem::replace(&mut self.reader, FrameReader::new(0));
+        let result = self.read_with(&mut reader, ws.get_mut());
+        self.reader = reader;
+        result
+    }
+
+    fn read_with(&mut self, reader: &mut FrameReader, stream: &mut Stream) -> (Flow, bool) {
+        let mut handled = 0;
+        while handled < BATCH {
+            let flow = match reader.next() {
+                Ok(Some(message)) => {
+                    handled += 1;
+                    self.on_message(message)
                 }
-                Ok(Message::Binary(bytes)) => {
-                    log::trace!("< <binary {} bytes>", bytes.len());
-                    let decoded = self.decoder.binary(bytes.into());
-                    self.on_decoded(decoded)
-                }
-                Ok(Message::Close(_)) => Flow::End(End::Lost("transport close")),
-                Ok(_) => Flow::Continue,
-                Err(e) if is_would_block(&e) => return (Flow::Continue, false),
-                Err(tungstenite::Error::Capacity(e)) => {
+                Ok(None) => match reader.fill(stream) {
+                    Ok(0) => Flow::End(End::Lost("transport close")),
+                    Ok(_) => continue,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        return (Flow::Continue, false)
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => {
+                        log::info!("read failed: {e}");
+                        Flow::End(End::Lost("transport close"))
+                    }
+                },
+                Err(e @ FrameError::TooLarge { .. }) => {
                     self.events.error(DaemonClientError::protocol(format!(
                         "incoming frame over max_incoming_frame_bytes: {e}"
                     )));
                     Flow::End(End::Lost("protocol error"))
                 }
-                Err(tungstenite::Error::Utf8(e)) => {
-                    self.events.error(DaemonClientError::protocol(format!(
-                        "text frame is not valid UTF-8: {e}"
-                    )));
-                    Flow::End(End::Lost("protocol error"))
-                }
-                Err(tungstenite::Error::Protocol(
-                    tungstenite::error::ProtocolError::ResetWithoutClosingHandshake,
-                )) => Flow::End(End::Lost("transport close")),
-                Err(tungstenite::Error::Protocol(e)) => {
+                Err(e) => {
                     self.events.error(DaemonClientError::protocol(format!(
                         "WebSocket protocol violation: {e}"
                     )));
                     Flow::End(End::Lost("protocol error"))
-                }
-                Err(e) => {
-                    log::info!("read failed: {e}");
-                    Flow::End(End::Lost("transport close"))
                 }
             };
             if !matches!(flow, Flow::Continue) {
@@ -516,6 +523,27 @@ impl Io {
             }
         }
         (Flow::Continue, true)
+    }
+
+    fn on_message(&mut self, message: frame_reader::Message<'_>) -> Flow {
+        use frame_reader::Message;
+        match message {
+            Message::Text(text) => {
+                log::trace!("< {text}");
+                self.on_text(text)
+            }
+            Message::Binary(bytes) => {
+                log::trace!("< <binary {} bytes>", bytes.len());
+                let decoded = self.decoder.binary(bytes.to_vec());
+                self.on_decoded(decoded)
+            }
+            Message::Ping(payload) => {
+                append_pong(&mut self.reply_bytes, payload);
+                Flow::Continue
+            }
+            Message::Pong => Flow::Continue,
+            Message::Close => Flow::End(End::Lost("transport close")),
+        }
     }
 
     fn on_text(&mut self, text: &str) -> Flow {

@@ -37,6 +37,7 @@ mod connection;
 mod enrollment;
 mod error;
 mod events;
+mod frame_reader;
 mod heartbeat;
 mod http;
 mod options;

@@ -112,6 +112,12 @@ impl Frames<'_> {
     }
 }
 
+/// Appends a pong answering a ping's `payload` (RFC 6455 §5.5.3).
+pub(crate) fn append_pong(buf: &mut Vec<u8>, payload: &[u8]) {
+    const OPCODE_PONG: u8 = 0xA;
+    append_frame(buf, OPCODE_PONG, payload);
+}
+
 /// A client frame's header at most: 2 bytes, 8 of length, 4 of mask.
 const MAX_HEADER: usize = 14;
 
