@@ -194,7 +194,7 @@ impl Supervisor {
             socket,
             replies: Vec::new(),
             reply_bytes: Vec::new(),
-            reader: FrameReader::new(opts.socket.max_incoming_frame_bytes),
+            reader: opened.reader,
             to_wake: Vec::new(),
             decoder: Decoder::new(Limits {
                 max_frame_bytes: opts.socket.max_incoming_frame_bytes,

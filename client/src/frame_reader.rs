@@ -86,6 +86,16 @@ impl FrameReader {
         }
     }
 
+    /// Adds bytes already read elsewhere (what followed the handshake).
+    pub(crate) fn preload(&mut self, bytes: &[u8]) {
+        self.make_room();
+        if self.buf.len() - self.end < bytes.len() {
+            self.buf.resize(self.end + bytes.len(), 0);
+        }
+        self.buf[self.end..self.end + bytes.len()].copy_from_slice(bytes);
+        self.end += bytes.len();
+    }
+
     /// Reads once from `stream` into the buffer; `Ok(0)` is the end of
     /// the stream.
     pub(crate) fn fill(&mut self, stream: &mut impl Read) -> io::Result<usize> {

@@ -11,9 +11,10 @@ use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 use tungstenite::handshake::HandshakeError;
 use tungstenite::protocol::WebSocketConfig;
-use tungstenite::{Message, WebSocket};
+use tungstenite::WebSocket;
 
 use crate::error::DaemonClientError;
+use crate::frame_reader::{FrameReader, Message};
 use crate::options::{SocketOptions, TlsOptions};
 use crate::protocol::engine::{EnginePacket, Handshake};
 
@@ -41,6 +42,10 @@ pub(crate) struct Stream {
     out_pos: usize,
     /// Off during the handshake, whose writer handles partial writes itself.
     buffered: bool,
+    /// Everything read during the handshake: tungstenite may read past the
+    /// response head, and those bytes are the first frames, which
+    /// `FrameReader` reads from here on.
+    recorded: Option<Vec<u8>>,
 }
 
 enum RawStream {
@@ -58,6 +63,7 @@ impl Stream {
             out: Vec::new(),
             out_pos: 0,
             buffered: false,
+            recorded: Some(Vec::new()),
         }
     }
 
@@ -65,6 +71,17 @@ impl Stream {
         match &mut self.io {
             RawStream::Plain(s) => s,
             RawStream::Tls(s) => s.get_mut(),
+        }
+    }
+
+    /// Ends the handshake: from now on writes are buffered, and the bytes
+    /// read past the HTTP response head are returned (the first frames).
+    fn end_handshake(&mut self) -> Vec<u8> {
+        self.buffered = true;
+        let recorded = self.recorded.take().unwrap_or_default();
+        match recorded.windows(4).position(|w| w == b"\r\n\r\n") {
+            Some(end) => recorded[end + 4..].to_vec(),
+            None => Vec::new(),
         }
     }
 
@@ -129,10 +146,14 @@ impl Stream {
 
 impl Read for Stream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match &mut self.io {
+        let n = match &mut self.io {
             RawStream::Plain(s) => s.read(buf),
             RawStream::Tls(s) => s.read(buf),
+        }?;
+        if let Some(recorded) = &mut self.recorded {
+            recorded.extend_from_slice(&buf[..n]);
         }
+        Ok(n)
     }
 }
 
@@ -249,6 +270,8 @@ impl Target {
 pub(crate) struct Opened {
     pub(crate) ws: WebSocket<Stream>,
     pub(crate) handshake: Handshake,
+    /// Holds whatever followed the open packet.
+    pub(crate) reader: FrameReader,
 }
 
 fn failed(step: &str, why: impl std::fmt::Display) -> DaemonClientError {
@@ -305,15 +328,20 @@ pub(crate) fn open(
             Err(HandshakeError::Failure(e)) => return Err(failed("WebSocket upgrade", e)),
         }
     };
-    ws.get_mut().buffered = true;
-    let handshake = read_open(reactor, &mut ws, deadline)?;
+    let mut reader = FrameReader::new(socket.max_incoming_frame_bytes);
+    reader.preload(&ws.get_mut().end_handshake());
+    let handshake = read_open(reactor, ws.get_mut(), &mut reader, deadline)?;
     log::info!(
         "Engine.IO session open (pingInterval {} ms, pingTimeout {} ms, maxPayload {})",
         handshake.ping_interval,
         handshake.ping_timeout,
         handshake.max_payload
     );
-    Ok(Opened { ws, handshake })
+    Ok(Opened {
+        ws,
+        handshake,
+        reader,
+    })
 }
 
 fn connect_tcp(
@@ -398,34 +426,72 @@ fn tls_handshake(
 
 fn read_open(
     reactor: &mut Reactor,
-    ws: &mut WebSocket<Stream>,
+    stream: &mut Stream,
+    reader: &mut FrameReader,
     deadline: Instant,
 ) -> Result<Handshake, DaemonClientError> {
+    const STEP: &str = "Engine.IO handshake";
     loop {
-        match ws.read() {
-            Ok(Message::Text(text)) => {
-                return match EnginePacket::decode(text.as_str()) {
+        match reader.next().map_err(|e| failed(STEP, e))? {
+            Some(Message::Text(text)) => {
+                return match EnginePacket::decode(text) {
                     Ok(EnginePacket::Open(h)) => Ok(h),
-                    Ok(_) => Err(failed(
-                        "Engine.IO handshake",
-                        "the first packet is not an open packet",
-                    )),
-                    Err(e) => Err(failed("Engine.IO handshake", e)),
+                    Ok(_) => Err(failed(STEP, "the first packet is not an open packet")),
+                    Err(e) => Err(failed(STEP, e)),
                 }
             }
-            Ok(Message::Binary(_)) => {
-                return Err(failed(
-                    "Engine.IO handshake",
-                    "binary frame before the open packet",
-                ))
+            Some(Message::Binary(_)) => {
+                return Err(failed(STEP, "binary frame before the open packet"))
             }
-            Ok(_) => {}
-            Err(tungstenite::Error::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {
-                reactor
-                    .wait(deadline)
-                    .map_err(|i| interrupted("Engine.IO handshake", i))?;
-            }
-            Err(e) => return Err(failed("Engine.IO handshake", e)),
+            Some(Message::Close) => return Err(failed(STEP, "the server closed the WebSocket")),
+            Some(Message::Ping(_) | Message::Pong) => {}
+            None => match reader.fill(stream) {
+                Ok(0) => return Err(failed(STEP, "the connection closed")),
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    reactor.wait(deadline).map_err(|i| interrupted(STEP, i))?;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(failed(STEP, e)),
+            },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bytes_read_past_the_response_head_become_the_first_frames() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (mut server, _) = listener.accept().unwrap();
+        // The response head, the open packet, and a ping the server sent
+        // right behind it, all arriving in one read.
+        let open = b"0{\"sid\":\"s\"}";
+        let mut sent = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n".to_vec();
+        sent.extend_from_slice(&[0x81, open.len() as u8]);
+        sent.extend_from_slice(open);
+        sent.extend_from_slice(&[0x81, 1, b'2']);
+        server.write_all(&sent).unwrap();
+        // Still a blocking socket here: each read waits for the bytes.
+        client
+            .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+            .unwrap();
+        let mut stream = Stream::new(RawStream::Plain(TcpStream::from_std(client)));
+        let mut got = 0;
+        let mut buf = [0u8; 256];
+        while got < sent.len() {
+            got += stream.read(&mut buf).unwrap();
+        }
+        let mut reader = FrameReader::new(1024);
+        reader.preload(&stream.end_handshake());
+        assert_eq!(
+            reader.next().unwrap(),
+            Some(Message::Text("0{\"sid\":\"s\"}"))
+        );
+        assert_eq!(reader.next().unwrap(), Some(Message::Text("2")));
+        assert_eq!(reader.next().unwrap(), None);
     }
 }
