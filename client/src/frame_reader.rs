@@ -11,6 +11,9 @@ use std::io::{self, Read};
 /// Bytes asked of the socket per read (the buffer grows for larger frames).
 const READ_CHUNK: usize = 16 * 1024;
 
+/// Above this, an emptied buffer (frames or fragments) gives its memory back.
+const KEEP_BUFFER: usize = 1 << 20;
+
 /// A complete message from the server.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Message<'a> {
@@ -111,6 +114,10 @@ impl FrameReader {
         if self.start == self.end {
             self.start = 0;
             self.end = 0;
+            // A large frame grew the buffer; do not keep that memory.
+            if self.buf.len() > KEEP_BUFFER {
+                self.buf = vec![0; 2 * READ_CHUNK];
+            }
         }
         if self.buf.len() - self.end >= READ_CHUNK {
             return;
@@ -129,6 +136,11 @@ impl FrameReader {
     /// The next complete message in what was read, `Ok(None)` when more
     /// bytes are needed.
     pub(crate) fn next(&mut self) -> Result<Option<Message<'_>>, FrameError> {
+        // The last message handed out is done with: a large assembled one
+        // gives its memory back.
+        if self.partial.is_none() && self.assembled.capacity() > KEEP_BUFFER {
+            self.assembled = Vec::new();
+        }
         loop {
             let Some(frame) = self.parse()? else {
                 return Ok(None);
@@ -399,6 +411,32 @@ mod tests {
             let bytes: Vec<u8> = (0..len).map(|_| rng.random()).collect();
             let _ = read_all(&bytes, rng.random_range(1..8), 1 << 12);
         }
+    }
+
+    #[test]
+    fn memory_grown_for_a_large_message_is_given_back() {
+        let mut reader = FrameReader::new(8 << 20);
+        let big = [
+            frame(false, OP_BINARY, &vec![1u8; 3 << 20]),
+            frame(true, OP_CONTINUATION, &[2u8; 10]),
+        ]
+        .concat();
+        let mut src = &big[..];
+        let mut got = None;
+        while got.is_none() {
+            reader.fill(&mut src).unwrap();
+            got = match reader.next().unwrap() {
+                Some(Message::Binary(b)) => Some(b.len()),
+                _ => None,
+            };
+        }
+        assert_eq!(got, Some((3 << 20) + 10));
+        let small = frame(true, OP_TEXT, b"2");
+        let mut src = &small[..];
+        reader.fill(&mut src).unwrap();
+        assert_eq!(reader.next().unwrap(), Some(Message::Text("2")));
+        assert!(reader.buf.len() <= KEEP_BUFFER, "{}", reader.buf.len());
+        assert!(reader.assembled.capacity() <= KEEP_BUFFER);
     }
 
     #[test]
