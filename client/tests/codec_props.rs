@@ -807,6 +807,16 @@ fn mangled_command_response() -> impl Strategy<Value = String> {
 }
 
 #[test]
+fn a_raw_control_character_in_the_request_id_is_left_to_the_general_path() {
+    // Found by cargo-fuzz: not valid JSON, so the general path rejects the
+    // frame; the scanner must not take it.
+    use volt_daemon_client::protocol::envelope::scan_command_response;
+    let frame = "[\"command-response\",{\"requestId\":\"r\u{11}\",\"ok\":true,\"data\":{\"a\":4}}]";
+    assert_eq!(scan_command_response(frame), None);
+    fast_path_agrees(&format!("42{frame}"), "/").unwrap();
+}
+
+#[test]
 fn scanned_command_responses_agree_with_the_general_path_even_mangled() {
     check(4096, mangled_command_response(), |text| {
         fast_path_agrees(&text, "/")

@@ -118,6 +118,7 @@ pub fn check_packet(c: Complete) {
 /// path would (same event, or an error for an error), for both namespaces.
 pub fn check_fast_path(d: &Decoder, text: &str) {
     for nsp in ["/daemon", "/"] {
+        check_reply_paths(d, text, nsp);
         let Some(fast) = d.event_fast_path(text, nsp) else {
             continue;
         };
@@ -131,6 +132,53 @@ pub fn check_fast_path(d: &Decoder, text: &str) {
             (Ok(a), Some(Ok(b))) => assert_eq!(a, b, "fast and general paths differ on {text:?}"),
             (Err(_), Some(Err(_))) => {}
             _ => panic!("fast path {fast:?} but general path {slow:?} for {text:?}"),
+        }
+    }
+}
+
+/// The two `command-response` hot paths (data left raw; the scanner) agree
+/// with the general path whenever they answer. The scanner delimits `data`
+/// without validating it, so it may take a frame the general path rejects,
+/// and then `data` must not parse.
+pub fn check_reply_paths(d: &Decoder, text: &str, nsp: &str) {
+    use volt_daemon_client::protocol::envelope::{decode_command_response, scan_command_response};
+    let Some(json) = d.event_json(text, nsp) else {
+        return;
+    };
+    let mut general = Decoder::new(d.limits().clone());
+    let slow = match general.text(text) {
+        Ok(Some(Incoming::Packet(c))) => VoltEvent::from_packet(c).ok(),
+        _ => None,
+    };
+    let slow = match slow {
+        Some(VoltEvent::CommandResponse(r)) => Some(r),
+        _ => None,
+    };
+    let parse = |raw: Option<&str>| {
+        raw.map(serde_json::from_str::<serde_json::Value>)
+            .transpose()
+            .map(|v| v.filter(|v| !v.is_null()))
+    };
+    if let Some(raw) = decode_command_response(json) {
+        let slow = slow
+            .as_ref()
+            .unwrap_or_else(|| panic!("raw path took {text:?}, general path did not"));
+        assert_eq!(raw.request_id, slow.request_id, "{text:?}");
+        assert_eq!(raw.ok, slow.ok, "{text:?}");
+        let data = parse(raw.data.map(|d| d.get())).expect("raw data is valid JSON");
+        assert_eq!(data, slow.data.clone().filter(|v| !v.is_null()), "{text:?}");
+    }
+    if let Some(scanned) = scan_command_response(json) {
+        match (&slow, parse(scanned.data)) {
+            (Some(slow), Ok(data)) => {
+                assert_eq!(scanned.request_id, slow.request_id, "{text:?}");
+                assert!(slow.ok && slow.error.is_none(), "{text:?}");
+                assert_eq!(data, slow.data.clone().filter(|v| !v.is_null()), "{text:?}");
+            }
+            (None, Err(_)) => {}
+            (slow, data) => {
+                panic!("scanned {scanned:?} (data {data:?}) but general {slow:?} for {text:?}")
+            }
         }
     }
 }

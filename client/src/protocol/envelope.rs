@@ -530,7 +530,11 @@ pub struct ScannedResponse<'a> {
 /// ```
 pub fn scan_command_response(json: &str) -> Option<ScannedResponse<'_>> {
     let rest = json.strip_prefix(r#"["command-response",{"requestId":""#)?;
-    let end = rest.bytes().position(|b| b == b'"' || b == b'\\')?;
+    // The id ends at its quote; an escape or a raw control character (not
+    // valid JSON) means another path must read it.
+    let end = rest
+        .bytes()
+        .position(|b| b == b'"' || b == b'\\' || b < 0x20)?;
     let (request_id, rest) = rest.split_at(end);
     let rest = rest.strip_prefix(r#"","ok":true"#)?;
     if rest == "}]" {
