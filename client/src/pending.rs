@@ -3,7 +3,7 @@
 //! a ready connection and registered, or refused at once: none can slip in
 //! while a lost connection fails its pending commands.
 
-use std::cell::RefCell;
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::time::{Duration, Instant};
@@ -39,24 +39,17 @@ fn with_encode_buffer<R>(f: impl FnOnce(&mut String) -> R) -> R {
     /// A buffer that grew past this is freed rather than kept.
     const KEEP: usize = 64 * 1024;
     thread_local! {
-        static BUFFER: RefCell<String> = const { RefCell::new(String::new()) };
+        static BUFFER: Cell<String> = const { Cell::new(String::new()) };
     }
-    let mut f = Some(f);
-    let pooled = BUFFER.try_with(|buf| {
-        let mut buf = buf.try_borrow_mut().ok()?;
-        buf.clear();
-        let result = (f.take()?)(&mut buf);
-        if buf.capacity() > KEEP {
-            *buf = String::new();
-        }
-        Some(result)
-    });
-    match (pooled, f) {
-        (Ok(Some(result)), _) => result,
-        // Thread teardown or a nested call: a buffer of its own.
-        (_, Some(f)) => f(&mut String::new()),
-        (_, None) => unreachable!("the closure ran, so the buffer gave its result"),
+    // Taken out while in use: a nested call or thread teardown simply
+    // finds it empty and starts a new one.
+    let mut buf = BUFFER.try_with(Cell::take).unwrap_or_default();
+    buf.clear();
+    let result = f(&mut buf);
+    if buf.capacity() <= KEEP {
+        let _ = BUFFER.try_with(|cell| cell.set(buf));
     }
+    result
 }
 
 /// Where a command's outcome goes: its caller's own slot, or a shared
