@@ -18,17 +18,12 @@ use mio::{Poll, Waker};
 use serde_json::{json, Value};
 use std::io::Write;
 
-use tungstenite::WebSocket;
-
 use crate::backoff::Backoff;
 use crate::error::{DaemonClientError, DaemonClientErrorCode};
 use crate::events::{ClientEvent, EventSink};
-use crate::frame_reader::{self, FrameError, FrameReader};
+use crate::frame_reader::{self, FrameError};
 use crate::heartbeat::Heartbeat;
-use crate::outbox::{
-    append_pong, is_would_block, outbox, Frames, Outbox, OutboxReceiver, SharedSocket,
-    LAZY_FLUSH_DELAY,
-};
+use crate::outbox::{append_pong, outbox, Frames, Outbox, OutboxReceiver, LAZY_FLUSH_DELAY};
 use crate::pending::{Link, LAZY_FLUSH_MIN_IN_FLIGHT};
 use crate::protocol::envelope::{
     decode_command_response, decode_event_array, scan_command_response, Outgoing, VoltEvent,
@@ -37,7 +32,8 @@ use crate::protocol::socket::{Packet, PacketType};
 use crate::protocol::{DecodeError, Decoder, Incoming, Limits};
 use crate::reverse_channel::{error_reply, Job, JobSender};
 use crate::slot::Slot;
-use crate::transport::{self, Reactor, Stream, Target, WAKER};
+use crate::transport::{self, Reactor, Target, WAKER};
+use crate::wire::{SharedSocket, Wire};
 use crate::Shared;
 
 /// Frames read, or outbox items written, per loop turn before the thread
@@ -188,18 +184,28 @@ impl Supervisor {
         let deadline = Instant::now() + opts.socket.connect_timeout;
         let opened = transport::open(&mut self.reactor, &target, &opts.socket, deadline)?;
         let max_payload = usize::try_from(opened.handshake.max_payload).unwrap_or(usize::MAX);
-        let socket = SharedSocket::new(opened.ws);
+        let decoder = Decoder::new(Limits {
+            max_frame_bytes: opts.socket.max_incoming_frame_bytes,
+            ..Limits::default()
+        });
+        let registry = self.reactor.poll.registry().try_clone();
+        let socket = registry
+            .and_then(|registry| {
+                SharedSocket::new(
+                    opened.ws,
+                    opened.reader,
+                    decoder,
+                    registry,
+                    &opts.socket.namespace,
+                )
+            })
+            .map_err(|e| DaemonClientError::connection(format!("socket registration: {e}")))?;
         let (outbox, mut out_rx) = outbox(self.waker.clone(), max_payload, socket.clone());
         let mut io = Io {
             socket,
             replies: Vec::new(),
             reply_bytes: Vec::new(),
-            reader: opened.reader,
             to_wake: Vec::new(),
-            decoder: Decoder::new(Limits {
-                max_frame_bytes: opts.socket.max_incoming_frame_bytes,
-                ..Limits::default()
-            }),
             namespace: opts.socket.namespace.clone(),
             ping_window: opened.handshake.ping_deadline(),
             last_ping: Instant::now(),
@@ -211,11 +217,7 @@ impl Supervisor {
             reverse_ids: RecentIds::default(),
         };
         let result = self.register_and_serve(&mut io, &mut out_rx, outbox, deadline);
-        let _ = self
-            .reactor
-            .poll
-            .registry()
-            .deregister(io.socket.ws.lock().get_mut().tcp());
+        io.socket.deregister();
         result
     }
 
@@ -301,12 +303,9 @@ struct Io {
     replies: Vec<Outgoing>,
     /// `replies` and pongs, framed (kept for its capacity).
     reply_bytes: Vec<u8>,
-    /// The server's frames; tungstenite only reads up to the open packet.
-    reader: FrameReader,
     /// Callers whose replies were read this turn, woken once the socket is
     /// let go: a woken caller then finds it free to write its next command.
     to_wake: Vec<Arc<Slot>>,
-    decoder: Decoder,
     namespace: String,
     ping_window: Duration,
     last_ping: Instant,
@@ -372,8 +371,9 @@ impl Io {
         }
         .append_to(&mut bytes);
         self.socket
-            .ws
+            .wire
             .lock()
+            .ws
             .get_mut()
             .write(&bytes)
             .map(drop)
@@ -414,23 +414,26 @@ impl Io {
                 return Flow::End(End::Stopped);
             }
             let socket = self.socket.clone();
-            let mut ws = socket.ws.lock();
-            let (flow, more_to_read) = self.read_batch(&mut ws);
+            if socket.is_broken() {
+                return Flow::End(End::Lost("transport error"));
+            }
+            let mut wire = socket.wire.lock();
+            let (flow, more_to_read) = self.read_batch(&mut wire);
             if !self.to_wake.is_empty() {
-                drop(ws);
+                drop(wire);
                 for slot in self.to_wake.drain(..) {
                     slot.wake();
                 }
-                ws = socket.ws.lock();
+                wire = socket.wire.lock();
             }
             if !matches!(flow, Flow::Continue) {
                 return flow;
             }
             let was_blocked = socket.is_blocked();
-            if let Err(flow) = self.write_turn(&mut ws, out_rx.as_deref_mut()) {
+            if let Err(flow) = self.write_turn(&mut wire, out_rx.as_deref_mut()) {
                 return flow;
             }
-            drop(ws);
+            drop(wire);
             // A socket that just became writable again may have left events
             // in the outbox whose senders did not wake us (still armed).
             let blocked = socket.is_blocked();
@@ -452,7 +455,7 @@ impl Io {
     /// holds (unless the socket is blocked), then one flush.
     fn write_turn(
         &mut self,
-        ws: &mut WebSocket<Stream>,
+        wire: &mut Wire,
         out_rx: Option<&mut OutboxReceiver>,
     ) -> Result<(), Flow> {
         let lost = |e: tungstenite::Error| {
@@ -464,34 +467,33 @@ impl Io {
             Frames::from(&out).append_to(&mut self.reply_bytes);
         }
         if !self.reply_bytes.is_empty() {
-            let written = ws.get_mut().write(&self.reply_bytes);
+            let written = wire.ws.get_mut().write(&self.reply_bytes);
             self.reply_bytes.clear();
             written.map_err(|e| lost(e.into()))?;
         }
         if let Some(rx) = out_rx.filter(|_| !self.socket.is_blocked()) {
-            rx.drain_into(ws.get_mut()).map_err(|e| lost(e.into()))?;
+            rx.drain_into(wire.ws.get_mut())
+                .map_err(|e| lost(e.into()))?;
         }
-        self.socket.flush(ws).map_err(lost)
+        self.socket.flush(wire).map_err(lost)
     }
 
     /// Reads up to a batch of messages; the flag says the socket may hold
     /// more.
-    fn read_batch(&mut self, ws: &mut WebSocket<Stream>) -> (Flow, bool) {
-        // Out of `self` while in use, so that a message borrowed from it
-        // can be handled with `&mut self`.
-        let mut reader = std::mem::replace(&mut self.reader, FrameReader::new(0));
-        let result = self.read_with(&mut reader, ws.get_mut());
-        self.reader = reader;
-        result
-    }
-
-    fn read_with(&mut self, reader: &mut FrameReader, stream: &mut Stream) -> (Flow, bool) {
+    fn read_batch(&mut self, wire: &mut Wire) -> (Flow, bool) {
+        let Wire {
+            ws,
+            reader,
+            decoder,
+            ..
+        } = wire;
+        let stream = ws.get_mut();
         let mut handled = 0;
         while handled < BATCH {
             let flow = match reader.next() {
                 Ok(Some(message)) => {
                     handled += 1;
-                    self.on_message(message)
+                    self.on_message(message, decoder)
                 }
                 Ok(None) => match reader.fill(stream) {
                     Ok(0) => Flow::End(End::Lost("transport close")),
@@ -525,16 +527,16 @@ impl Io {
         (Flow::Continue, true)
     }
 
-    fn on_message(&mut self, message: frame_reader::Message<'_>) -> Flow {
+    fn on_message(&mut self, message: frame_reader::Message<'_>, decoder: &mut Decoder) -> Flow {
         use frame_reader::Message;
         match message {
             Message::Text(text) => {
                 log::trace!("< {text}");
-                self.on_text(text)
+                self.on_text(text, decoder)
             }
             Message::Binary(bytes) => {
                 log::trace!("< <binary {} bytes>", bytes.len());
-                let decoded = self.decoder.binary(bytes.to_vec());
+                let decoded = decoder.binary(bytes.to_vec());
                 self.on_decoded(decoded)
             }
             Message::Ping(payload) => {
@@ -546,9 +548,8 @@ impl Io {
         }
     }
 
-    fn on_text(&mut self, text: &str) -> Flow {
-        if let Some(json) = self
-            .decoder
+    fn on_text(&mut self, text: &str, decoder: &mut Decoder) -> Flow {
+        if let Some(json) = decoder
             .event_json(text, &self.namespace)
             .filter(|_| self.registered)
         {
@@ -569,7 +570,7 @@ impl Io {
                 None => {}
             }
         }
-        let decoded = self.decoder.text(text);
+        let decoded = decoder.text(text);
         self.on_decoded(decoded)
     }
 
@@ -688,7 +689,8 @@ impl Io {
     /// Sends `41` (when registered) and a close frame, then flushes for a
     /// short while: a best effort, the socket is dropped right after.
     fn close_gracefully(&mut self, reactor: &mut Reactor, registered: bool) {
-        let mut ws = self.socket.ws.lock();
+        let socket = self.socket.clone();
+        let mut wire = socket.wire.lock();
         if registered {
             let mut text = String::from("4");
             Packet::new(PacketType::Disconnect, self.namespace.clone(), None)
@@ -699,20 +701,16 @@ impl Io {
                 attachments: &[],
             }
             .append_to(&mut bytes);
-            let _ = ws.get_mut().write(&bytes);
+            let _ = wire.ws.get_mut().write(&bytes);
         }
-        let _ = ws.close(None);
+        let _ = wire.ws.close(None);
         let until = Instant::now() + Duration::from_millis(200);
-        while Instant::now() < until {
-            match ws.flush() {
-                Err(e) if is_would_block(&e) => {
-                    let _ = reactor.poll.poll(
-                        &mut reactor.events,
-                        Some(until.saturating_duration_since(Instant::now())),
-                    );
-                }
-                _ => return,
-            }
+        // Through the shared flush: a blocked socket is polled for writability.
+        while socket.flush(&mut wire).is_ok() && socket.is_blocked() && Instant::now() < until {
+            let _ = reactor.poll.poll(
+                &mut reactor.events,
+                Some(until.saturating_duration_since(Instant::now())),
+            );
         }
     }
 }

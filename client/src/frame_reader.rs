@@ -186,6 +186,32 @@ impl FrameReader {
         }
     }
 
+    /// Consumes the next message only if it is one whole text frame that
+    /// `take` accepts; anything else (a fragment, a control frame, bytes
+    /// that are not a frame yet or not a valid one) stays for
+    /// [`next`](Self::next), which reports it exactly as before.
+    pub(crate) fn take_text_if(&mut self, take: impl FnOnce(&str) -> bool) -> bool {
+        if self.partial.is_some() {
+            return false;
+        }
+        let start = self.start;
+        let taken = match self.parse() {
+            Ok(Some(frame)) if frame.fin && frame.opcode == OP_TEXT => {
+                std::str::from_utf8(&self.buf[frame.payload]).is_ok_and(take)
+            }
+            _ => false,
+        };
+        if !taken {
+            self.start = start;
+        }
+        taken
+    }
+
+    /// Whether bytes were read that no message has consumed yet.
+    pub(crate) fn has_unread(&self) -> bool {
+        self.start < self.end
+    }
+
     /// The next whole frame in the buffer, consumed; `None` if incomplete.
     fn parse(&mut self) -> Result<Option<Frame>, FrameError> {
         let bytes = &self.buf[self.start..self.end];
@@ -313,6 +339,32 @@ mod tests {
         bytes.extend(frame(true, OP_TEXT, &[b'x'; 300]));
         bytes.extend(frame(true, OP_CLOSE, &[3, 232]));
         bytes
+    }
+
+    #[test]
+    fn take_text_if_consumes_only_an_accepted_whole_text_frame() {
+        let mut bytes = frame(true, OP_TEXT, b"first");
+        bytes.extend(frame(true, OP_TEXT, b"second"));
+        bytes.extend(frame(true, OP_PING, b"p"));
+        bytes.extend(frame(false, OP_TEXT, b"frag"));
+        bytes.extend(frame(true, OP_CONTINUATION, b"ment"));
+        bytes.extend(frame(true, OP_TEXT, b"last"));
+        let cut = bytes.len() - 2;
+        let mut reader = FrameReader::new(1024);
+        reader.fill(&mut &bytes[..cut]).unwrap();
+
+        assert!(reader.take_text_if(|t| t == "first"));
+        assert!(!reader.take_text_if(|t| t == "other"), "refused: kept");
+        assert_eq!(reader.next().unwrap(), Some(Message::Text("second")));
+        assert!(!reader.take_text_if(|_| true), "a ping is not taken");
+        assert_eq!(reader.next().unwrap(), Some(Message::Ping(b"p")));
+        assert!(!reader.take_text_if(|_| true), "a fragment is not taken");
+        assert_eq!(reader.next().unwrap(), Some(Message::Text("fragment")));
+        assert!(!reader.take_text_if(|_| true), "an incomplete frame");
+        assert!(reader.has_unread());
+        reader.fill(&mut &bytes[cut..]).unwrap();
+        assert!(reader.take_text_if(|t| t == "last"));
+        assert!(!reader.has_unread());
     }
 
     #[test]

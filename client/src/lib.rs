@@ -48,6 +48,7 @@ mod reverse_channel;
 mod slot;
 mod tls;
 mod transport;
+mod wire;
 
 pub use backoff::Backoff;
 pub use client::ClusterDaemonClient;

@@ -15,54 +15,10 @@ use std::time::Instant;
 
 use mio::Waker;
 use parking_lot::{Condvar, Mutex};
-use tungstenite::WebSocket;
 
 use crate::protocol::envelope::Outgoing;
 use crate::transport::Stream;
-
-/// The socket, shared by the connection thread and direct writers. Every
-/// operation under its lock is non-blocking I/O on a non-blocking socket,
-/// so the lock is only ever held briefly, and writers only `try_lock` it.
-pub(crate) struct SharedSocket {
-    pub(crate) ws: Mutex<WebSocket<Stream>>,
-    /// A flush would block: writers must queue, and the connection thread
-    /// stops draining until the socket is writable again (bounded memory).
-    pub(crate) blocked: AtomicBool,
-}
-
-impl SharedSocket {
-    pub(crate) fn new(ws: WebSocket<Stream>) -> Arc<Self> {
-        Arc::new(SharedSocket {
-            ws: Mutex::new(ws),
-            blocked: AtomicBool::new(false),
-        })
-    }
-
-    pub(crate) fn is_blocked(&self) -> bool {
-        self.blocked.load(Ordering::Acquire)
-    }
-
-    /// Flushes tungstenite's frames and the stream's buffer; a would-block
-    /// leaves the rest buffered and marks the socket blocked until a later
-    /// flush gets through.
-    pub(crate) fn flush(&self, ws: &mut WebSocket<Stream>) -> Result<(), tungstenite::Error> {
-        match ws.flush() {
-            Ok(()) => {
-                self.blocked.store(false, Ordering::Release);
-                Ok(())
-            }
-            Err(e) if is_would_block(&e) => {
-                self.blocked.store(true, Ordering::Release);
-                Ok(())
-            }
-            Err(e) => Err(e),
-        }
-    }
-}
-
-pub(crate) fn is_would_block(e: &tungstenite::Error) -> bool {
-    matches!(e, tungstenite::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock)
-}
+use crate::wire::SharedSocket;
 
 /// One event's frames, borrowed: a text frame and the binary frames that
 /// must follow it back to back.
@@ -162,10 +118,14 @@ fn apply_mask(data: &mut [u8], mask: [u8; 4]) {
 }
 
 /// Who writes what a sender appended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Flush {
+pub(crate) enum Flush<'a> {
     /// The sender, if the socket is free (else the I/O thread, woken).
     Direct,
+    /// Like `Direct`, for a command alone in flight: the sender also reads
+    /// the socket once right after its write, handing each text frame at
+    /// the front to this function (true when it took it), so that a server
+    /// that answered at once is answered without a thread hop (wire.rs).
+    Inline(&'a mut dyn FnMut(&str) -> bool),
     /// The I/O thread, woken now (unless a wake-up is on its way).
     Wake,
     /// The I/O thread at its next turn, without a wake-up: for when so
@@ -281,7 +241,7 @@ impl Outbox {
         &self,
         frames: Frames<'_>,
         deadline: Instant,
-        flush: Flush,
+        flush: Flush<'_>,
     ) -> Result<(), OutboxError> {
         self.check_size(&frames)?;
         let need = frames.wire_len();
@@ -305,7 +265,13 @@ impl Outbox {
         }
         match flush {
             Flush::Direct => {
-                if let Some(written) = self.try_write_direct() {
+                if let Some(written) = self.try_write_direct(None) {
+                    return written;
+                }
+                self.wake();
+            }
+            Flush::Inline(on_json) => {
+                if let Some(written) = self.try_write_direct(Some(on_json)) {
                     return written;
                 }
                 self.wake();
@@ -317,26 +283,38 @@ impl Outbox {
     }
 
     /// Writes the buffer on the caller's thread if the socket is free and
-    /// not blocked; `None` when it is not, so the I/O thread must.
-    fn try_write_direct(&self) -> Option<Result<(), OutboxError>> {
+    /// not blocked (then, with `inline`, reads what answered at once); `None`
+    /// when it is not, so the I/O thread must.
+    fn try_write_direct(
+        &self,
+        inline: Option<&mut dyn FnMut(&str) -> bool>,
+    ) -> Option<Result<(), OutboxError>> {
         if self.socket.is_blocked() {
             return None;
         }
-        let mut ws = self.socket.ws.try_lock()?;
+        let mut wire = self.socket.wire.try_lock()?;
+        let inline = inline.filter(|_| self.socket.lend(&mut wire));
         let written = {
             let mut staged = self.queue.staged.lock();
             if staged.bytes.is_empty() {
                 // Someone else wrote ours with theirs.
-                return Some(Ok(()));
+                Ok(())
+            } else {
+                let written = wire.ws.get_mut().write(&staged.bytes).map(drop);
+                staged.bytes.clear();
+                written
             }
-            let written = ws.get_mut().write(&staged.bytes).map(drop);
-            staged.bytes.clear();
-            written
         };
         self.queue.room.notify_all();
         let written = written
             .map_err(tungstenite::Error::Io)
-            .and_then(|()| self.socket.flush(&mut ws));
+            .and_then(|()| self.socket.flush(&mut wire));
+        // Read even after a failed write: lending ends only in read_inline.
+        let left_unread = inline.is_some_and(|on_json| self.socket.read_inline(&mut wire, on_json));
+        drop(wire);
+        if left_unread {
+            self.wake();
+        }
         Some(written.map_err(|e| {
             log::debug!("direct write failed: {e}");
             // The I/O thread finds the broken socket and fails what is pending.

@@ -18,7 +18,8 @@ use serde_json::Value;
 use crate::error::{DaemonClientError, DaemonClientErrorCode};
 use crate::outbox::{Flush, Frames, Outbox, OutboxError};
 use crate::protocol::envelope::{
-    encode_command_into, CommandResponse, CommandResponseRef, ErrorBody, ScannedResponse,
+    encode_command_into, scan_command_response, CommandResponse, CommandResponseRef, ErrorBody,
+    ScannedResponse,
 };
 use crate::slot::{Delivery, Reply, Slot};
 
@@ -248,7 +249,7 @@ impl Link {
         let deadline = Instant::now() + timeout;
         let id = uuid::Uuid::new_v4();
         let key = id.as_u128();
-        let (conn, flush) = {
+        let (conn, in_flight) = {
             let mut s = self.state.lock();
             let Some(conn) = s.conn.clone() else {
                 return Err(DaemonClientError::not_ready(
@@ -256,17 +257,29 @@ impl Link {
                 ));
             };
             s.pending.insert(key, waiter);
-            // Few in flight: write on this thread, for latency. Many: queue,
-            // so the connection thread writes them in batches.
-            let flush = match s.pending.len() {
-                n if n <= DIRECT_WRITE_MAX_IN_FLIGHT => Flush::Direct,
-                // The command that crosses the threshold still wakes the
-                // connection thread, which may be asleep without the short
-                // poll it keeps while more are in flight (connection.rs).
-                n if n <= LAZY_FLUSH_MIN_IN_FLIGHT + 1 => Flush::Wake,
-                _ => Flush::Lazy,
+            (conn, s.pending.len())
+        };
+        // A reply that is there as soon as the command is written (a server
+        // on the same core) is taken on this thread (wire.rs).
+        let mut take_reply = |json: &str| {
+            let Some(response) = scan_command_response(json) else {
+                return false;
             };
-            (conn, flush)
+            if let Some(slot) = self.complete_scanned(response) {
+                slot.wake();
+            }
+            true
+        };
+        // Few in flight: write on this thread, for latency. Many: queue,
+        // so the connection thread writes them in batches.
+        let flush = match in_flight {
+            1 => Flush::Inline(&mut take_reply),
+            n if n <= DIRECT_WRITE_MAX_IN_FLIGHT => Flush::Direct,
+            // The command that crosses the threshold still wakes the
+            // connection thread, which may be asleep without the short
+            // poll it keeps while more are in flight (connection.rs).
+            n if n <= LAZY_FLUSH_MIN_IN_FLIGHT + 1 => Flush::Wake,
+            _ => Flush::Lazy,
         };
         let mut id_text = uuid::Uuid::encode_buffer();
         let id_text = id.hyphenated().encode_lower(&mut id_text);

@@ -74,6 +74,19 @@ impl Stream {
         }
     }
 
+    /// An open plain stream, as after the handshake (for tests).
+    #[cfg(test)]
+    pub(crate) fn open_plain(tcp: TcpStream) -> Self {
+        let mut stream = Stream::new(RawStream::Plain(tcp));
+        stream.end_handshake();
+        stream
+    }
+
+    /// Plain TCP (no TLS layer that could hold read bytes of its own).
+    pub(crate) fn is_plain(&self) -> bool {
+        matches!(self.io, RawStream::Plain(_))
+    }
+
     /// Ends the handshake: from now on writes are buffered, and the bytes
     /// read past the HTTP response head are returned (the first frames).
     fn end_handshake(&mut self) -> Vec<u8> {

@@ -413,6 +413,9 @@ fn run(mut core: Core, mut poll: Poll, mut listener: mio::net::TcpListener, rx: 
         while let Some(id) = core.to_read.pop() {
             core.on_readable(id);
         }
+        // Events first: a client that reacts to a frame (say, the ack of
+        // its registration) then always finds the event recorded.
+        core.shared.events.extend(&mut core.events);
         core.flush_dirty();
         core.publish();
         if core.shared.stopping.load(AtomicOrdering::Acquire) {
@@ -1291,7 +1294,6 @@ impl Core {
                 let mut out = String::from("4");
                 Packet::new(PacketType::Connect, ns, Some(json!({ "sid": sid })))
                     .encode_into(&mut out);
-                self.send_text(id, out);
                 if let Some(w) = self.ws(id) {
                     w.reg = Some(Reg {
                         cluster: cluster.clone(),
@@ -1312,6 +1314,7 @@ impl Core {
                     installed_version,
                     client,
                 });
+                self.send_text(id, out);
             }
             Err((code, message)) => {
                 let mut body = Map::new();
