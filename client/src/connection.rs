@@ -391,9 +391,14 @@ impl Io {
         deadline: Option<Instant>,
     ) -> Flow {
         let mut again = true;
+        // When to look at a socket lent to callers (wire.rs).
+        let mut look_at_lent = None;
         loop {
             let ping_deadline = self.last_ping + self.ping_window;
             let mut wake = deadline.map_or(ping_deadline, |d| d.min(ping_deadline));
+            if let Some(at) = look_at_lent {
+                wake = wake.min(at);
+            }
             if out_rx.is_some() && self.link.pending_count() > LAZY_FLUSH_MIN_IN_FLIGHT {
                 // Senders may queue without waking us (Flush::Lazy). Below
                 // this count they wake us, the one crossing it included.
@@ -419,6 +424,7 @@ impl Io {
             }
             let mut wire = socket.wire.lock();
             let (flow, more_to_read) = self.read_batch(&mut wire);
+            look_at_lent = socket.check_lent(&mut wire, self.link.pending_count() > 0);
             if !self.to_wake.is_empty() {
                 drop(wire);
                 for slot in self.to_wake.drain(..) {

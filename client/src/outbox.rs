@@ -18,7 +18,7 @@ use parking_lot::{Condvar, Mutex};
 
 use crate::protocol::envelope::Outgoing;
 use crate::transport::Stream;
-use crate::wire::SharedSocket;
+use crate::wire::{SharedSocket, Tell};
 
 /// One event's frames, borrowed: a text frame and the binary frames that
 /// must follow it back to back.
@@ -293,7 +293,14 @@ impl Outbox {
             return None;
         }
         let mut wire = self.socket.wire.try_lock()?;
-        let inline = inline.filter(|_| self.socket.lend(&mut wire));
+        let inline = match inline {
+            Some(on_json) if self.socket.lend(&mut wire) => Some(on_json),
+            _ => {
+                // Another command in flight: its reply is for the poll.
+                self.socket.reclaim(&mut wire);
+                None
+            }
+        };
         let written = {
             let mut staged = self.queue.staged.lock();
             if staged.bytes.is_empty() {
@@ -309,10 +316,11 @@ impl Outbox {
         let written = written
             .map_err(tungstenite::Error::Io)
             .and_then(|()| self.socket.flush(&mut wire));
-        // Read even after a failed write: lending ends only in read_inline.
-        let left_unread = inline.is_some_and(|on_json| self.socket.read_inline(&mut wire, on_json));
+        let tell = inline.map_or(Tell::Nothing, |on_json| {
+            self.socket.read_inline(&mut wire, on_json)
+        });
         drop(wire);
-        if left_unread {
+        if tell == Tell::Wake {
             self.wake();
         }
         Some(written.map_err(|e| {

@@ -7,16 +7,26 @@
 //! has usually answered before that write returns (the server preempts the
 //! writer). Letting `volt-conn` read that reply and wake the caller costs
 //! two more context switches than the round trip needs. So such a caller
-//! *lends* the socket for the duration of its write: the socket leaves the
-//! poll (no wake-up for `volt-conn`), the caller reads once, takes the
-//! plain `command-response`s it finds, and puts the socket back, which
-//! reports anything left unread to `volt-conn` (see [`Wire::read_inline`]).
-//! A connection where that rarely finds a reply (a remote server) stops
-//! trying, but for a probe now and then.
+//! *borrows* the socket: it takes it out of `volt-conn`'s poll (no wake-up
+//! there when the reply lands), writes, reads once, and takes the plain
+//! `command-response`s at the front of what it read
+//! ([`SharedSocket::read_inline`]). Anything else it leaves, and gives the
+//! socket back: re-registering reports bytes still in the socket, and
+//! `volt-conn` is woken for frames already read.
+//!
+//! When it did find its reply, the socket stays *lent*, so that the next
+//! command alone in flight skips two `epoll_ctl`s. `volt-conn` then looks
+//! at the socket itself every [`LEND_IDLE`] and takes it back once no
+//! command borrowed it for that long, or when other commands wait
+//! ([`SharedSocket::check_lent`]): while one thread sends command after
+//! command, frames the server sends on its own wait at most that long.
+//! A connection where replies rarely come that fast (a remote server)
+//! stops trying, but for a probe now and then; TLS never tries.
 
 use std::io;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use mio::{Interest, Registry};
 use parking_lot::Mutex;
@@ -35,6 +45,23 @@ pub(crate) struct Wire {
     pub(crate) decoder: Decoder,
     /// What the socket is registered for in the connection thread's poll.
     interest: Option<Interest>,
+    /// Out of the poll, lent to callers; when one last used it.
+    lent_at: Option<Instant>,
+    /// The connection thread was told of this lending (it must look).
+    lend_announced: bool,
+}
+
+/// How long a lent socket may go unused before `volt-conn` takes it back,
+/// and how often it looks at it meanwhile.
+const LEND_IDLE: Duration = Duration::from_millis(1);
+
+/// What the connection thread must be told after an inline read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Tell {
+    Nothing,
+    /// Frames were left in the reader, or the socket stays lent and the
+    /// thread has to start looking at it: wake it.
+    Wake,
 }
 
 /// The socket, shared by the connection thread and direct writers. Every
@@ -108,6 +135,8 @@ impl SharedSocket {
             reader,
             decoder,
             interest: Some(Interest::READABLE | Interest::WRITABLE),
+            lent_at: None,
+            lend_announced: false,
         };
         wire.set_interest(&registry, Some(Interest::READABLE))?;
         Ok(Arc::new(SharedSocket {
@@ -138,6 +167,7 @@ impl SharedSocket {
             Err(e) if is_would_block(&e) => true,
             Err(e) => return Err(e),
         };
+        // Registered for what it now needs (a lent socket goes back).
         if self.blocked.swap(blocked, Ordering::AcqRel) != blocked {
             wire.set_interest(&self.registry, Some(self.interest(blocked)))
                 .map_err(tungstenite::Error::Io)?;
@@ -153,28 +183,37 @@ impl SharedSocket {
         }
     }
 
-    /// Takes the socket out of the connection thread's poll before a write
-    /// whose reply this caller reads itself ([`read_inline`]); false when
-    /// it should not (TLS, a blocked socket, or replies rarely come that
-    /// fast on this connection).
+    /// Takes the socket out of the connection thread's poll (unless it is
+    /// still lent) before a write whose reply this caller reads itself
+    /// ([`read_inline`]); false when it should not (TLS, a blocked socket,
+    /// or replies rarely come that fast on this connection).
     ///
     /// [`read_inline`]: SharedSocket::read_inline
     pub(crate) fn lend(&self, wire: &mut Wire) -> bool {
         let Some(hits) = &self.inline else {
             return false;
         };
-        !self.is_blocked() && hits.should_try() && wire.set_interest(&self.registry, None).is_ok()
+        if self.is_blocked() || !hits.should_try() {
+            self.reclaim(wire);
+            return false;
+        }
+        if wire.lent_at.is_none() {
+            if wire.set_interest(&self.registry, None).is_err() {
+                return false;
+            }
+            wire.lent_at = Some(Instant::now());
+        }
+        true
     }
 
-    /// After [`lend`](Self::lend) and the write: reads once, hands each
-    /// whole `command-response` text frame at the front of what was read
-    /// to `on_json` (the event array; true when it took it), and puts the
-    /// socket back in the poll. Whatever is left — other frames, a partial
-    /// one, the end of the stream — is for the connection thread: bytes
-    /// still in the socket are reported by the re-registration itself,
-    /// bytes already read are reported by the returned flag (wake it).
-    #[must_use = "true: the connection thread must be woken for frames left in the reader"]
-    pub(crate) fn read_inline(&self, wire: &mut Wire, on_json: impl FnMut(&str) -> bool) -> bool {
+    /// After [`lend`](Self::lend) and the write: reads once, and hands each
+    /// whole text frame at the front of what was read to `on_json` (the
+    /// event array; true when it took it, a `command-response`). When it
+    /// took something and nothing is left, the socket stays lent;
+    /// otherwise it goes back to the poll, which reports bytes still in
+    /// the socket. The connection thread is to be woken as returned.
+    #[must_use = "the connection thread may have to be woken"]
+    pub(crate) fn read_inline(&self, wire: &mut Wire, on_json: impl FnMut(&str) -> bool) -> Tell {
         let mut on_json = on_json;
         let mut took = false;
         let read = wire.reader.fill(wire.ws.get_mut());
@@ -193,13 +232,43 @@ impl SharedSocket {
         if let Some(hits) = &self.inline {
             hits.record(took);
         }
-        let back = Some(self.interest(self.is_blocked()));
-        if let Err(e) = wire.set_interest(&self.registry, back) {
+        let left = wire.reader.has_unread();
+        if took && !left && !self.is_blocked() {
+            wire.lent_at = Some(Instant::now());
+            let first = !std::mem::replace(&mut wire.lend_announced, true);
+            return if first { Tell::Wake } else { Tell::Nothing };
+        }
+        self.reclaim(wire);
+        if left || self.is_broken() {
+            Tell::Wake
+        } else {
+            Tell::Nothing
+        }
+    }
+
+    /// Puts a lent socket back in the poll.
+    pub(crate) fn reclaim(&self, wire: &mut Wire) {
+        if wire.lent_at.is_none() {
+            return;
+        }
+        if let Err(e) = wire.set_interest(&self.registry, Some(self.interest(self.is_blocked()))) {
             log::error!("putting the socket back in the poll failed: {e}");
             self.broken.store(true, Ordering::Release);
-            return true;
         }
-        wire.reader.has_unread()
+    }
+
+    /// The connection thread's look at a lent socket, at each of its turns
+    /// (it has just read it): takes it back when no caller used it for
+    /// [`LEND_IDLE`] or when `others_wait` (commands whose replies the
+    /// thread must read); else says when to look again.
+    pub(crate) fn check_lent(&self, wire: &mut Wire, others_wait: bool) -> Option<Instant> {
+        let at = wire.lent_at?;
+        let again = at + LEND_IDLE;
+        if others_wait || Instant::now() >= again {
+            self.reclaim(wire);
+            return None;
+        }
+        Some(again)
     }
 
     /// Takes the socket out of the poll for good (the connection is over).
@@ -221,6 +290,10 @@ impl Wire {
             (None, None) => {}
         }
         self.interest = want;
+        if want.is_some() {
+            self.lent_at = None;
+            self.lend_announced = false;
+        }
         Ok(())
     }
 }
@@ -335,7 +408,15 @@ mod tests {
         });
 
         assert_eq!(taken, [reply("a"), reply("b")]);
-        assert!(left_unread, "the connection thread must be told");
+        assert_eq!(
+            left_unread,
+            Tell::Wake,
+            "the connection thread must be told"
+        );
+        assert!(
+            wire.lent_at.is_none(),
+            "frames were left: the socket is back"
+        );
         for rest in &frames[2..] {
             assert_eq!(wire.reader.next().unwrap(), Some(Message::Text(rest)));
         }
@@ -354,12 +435,86 @@ mod tests {
         wait_arrived(&mut wire, bytes.len());
 
         let left_unread = socket.read_inline(&mut wire, |_| false);
+        drop(wire);
 
-        assert!(left_unread);
+        assert_eq!(left_unread, Tell::Wake);
         assert!(
             reported_readable(&mut poll, LIMIT),
             "what is still in the socket must wake the connection thread"
         );
+    }
+
+    /// Borrows, writes nothing, and reads a reply the server sent.
+    fn borrow_for_reply(socket: &SharedSocket, server: &mut std::net::TcpStream, id: &str) -> Tell {
+        let bytes = text_frame(&format!("42/daemon,{}", reply(id)));
+        server.write_all(&bytes).unwrap();
+        let mut wire = socket.wire.lock();
+        wait_arrived(&mut wire, bytes.len());
+        assert!(socket.lend(&mut wire));
+        socket.read_inline(&mut wire, |json| json.contains(id))
+    }
+
+    /// What the server sends now wakes the connection thread's poll.
+    fn assert_back_in_the_poll(poll: &mut Poll, server: &mut std::net::TcpStream) {
+        let frame = text_frame("42/daemon,[\"message\",1]");
+        server.write_all(&frame).unwrap();
+        assert!(reported_readable(poll, LIMIT), "the socket is not polled");
+    }
+
+    #[test]
+    fn a_socket_that_served_its_borrower_stays_lent_and_says_so_once() {
+        let (_poll, socket, mut server) = pair();
+        assert_eq!(borrow_for_reply(&socket, &mut server, "a"), Tell::Wake);
+        assert_eq!(borrow_for_reply(&socket, &mut server, "b"), Tell::Nothing);
+        let mut wire = socket.wire.lock();
+        assert!(wire.lent_at.is_some());
+        assert!(
+            socket.check_lent(&mut wire, false).is_some(),
+            "just used: the connection thread looks again later"
+        );
+    }
+
+    #[test]
+    fn the_connection_thread_takes_a_lent_socket_back_when_others_wait() {
+        let (mut poll, socket, mut server) = pair();
+        assert_eq!(borrow_for_reply(&socket, &mut server, "a"), Tell::Wake);
+        let mut wire = socket.wire.lock();
+        assert_eq!(socket.check_lent(&mut wire, true), None);
+        drop(wire);
+        assert_back_in_the_poll(&mut poll, &mut server);
+    }
+
+    #[test]
+    fn the_connection_thread_takes_a_lent_socket_back_once_it_goes_unused() {
+        let (mut poll, socket, mut server) = pair();
+        assert_eq!(borrow_for_reply(&socket, &mut server, "a"), Tell::Wake);
+        let until = Instant::now() + LIMIT;
+        while socket.check_lent(&mut socket.wire.lock(), false).is_some() {
+            assert!(Instant::now() < until, "never taken back");
+            std::thread::yield_now();
+        }
+        assert_back_in_the_poll(&mut poll, &mut server);
+    }
+
+    #[test]
+    fn another_command_written_directly_takes_the_socket_back() {
+        let (mut poll, socket, mut server) = pair();
+        assert_eq!(borrow_for_reply(&socket, &mut server, "a"), Tell::Wake);
+        let (outbox, _rx) = crate::outbox::outbox(
+            Arc::new(mio::Waker::new(poll.registry(), crate::transport::WAKER).unwrap()),
+            1 << 20,
+            socket.clone(),
+        );
+        let frames = crate::outbox::Frames {
+            text: "42/daemon,[\"message\",2]",
+            attachments: &[],
+        };
+        let far = Instant::now() + LIMIT;
+        outbox
+            .send_with(frames, far, crate::outbox::Flush::Direct)
+            .unwrap();
+        assert!(socket.wire.lock().lent_at.is_none());
+        assert_back_in_the_poll(&mut poll, &mut server);
     }
 
     #[test]

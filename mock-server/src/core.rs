@@ -401,7 +401,7 @@ fn run(mut core: Core, mut poll: Poll, mut listener: mio::net::TcpListener, rx: 
                         core.on_writable(id);
                     }
                     if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
-                        core.on_readable(id);
+                        core.on_readable(id, !ev.is_read_closed() && !ev.is_error());
                     }
                 }
             }
@@ -411,7 +411,7 @@ fn run(mut core: Core, mut poll: Poll, mut listener: mio::net::TcpListener, rx: 
         }
         core.fire_timers(Instant::now());
         while let Some(id) = core.to_read.pop() {
-            core.on_readable(id);
+            core.on_readable(id, false);
         }
         // Events first: a client that reacts to a frame (say, the ack of
         // its registration) then always finds the event recorded.
@@ -790,11 +790,15 @@ impl Core {
         }
     }
 
-    fn on_readable(&mut self, id: u64) {
+    /// `may_skip`: the event allows skipping the last read (`Stream::arm_read`).
+    fn on_readable(&mut self, id: u64, may_skip: bool) {
         let frozen = self.faults.stop_pings;
-        match self.conns.get(&id).map(|c| &c.kind) {
+        match self.conns.get_mut(&id).map(|c| &mut c.kind) {
             Some(ConnKind::Head { .. }) => self.read_head(id),
-            Some(ConnKind::Ws(_)) if !frozen => self.read_ws(id),
+            Some(ConnKind::Ws(w)) if !frozen => {
+                w.ws.get_mut().arm_read(may_skip);
+                self.read_ws(id)
+            }
             _ => {}
         }
     }

@@ -24,6 +24,11 @@ pub(crate) struct Stream {
     transport: Transport,
     prefix: Vec<u8>,
     prefix_pos: usize,
+    /// A short plain read emptied the socket: until the next readiness
+    /// event, reads would block, so they report it without a syscall.
+    drained: bool,
+    /// Whether a short read may set `drained` (see [`Stream::arm_read`]).
+    may_skip: bool,
 }
 
 impl Stream {
@@ -32,7 +37,20 @@ impl Stream {
             transport,
             prefix,
             prefix_pos: 0,
+            drained: false,
+            may_skip: false,
         }
+    }
+
+    /// Before reading on a readiness event. A TCP read shorter than asked
+    /// empties the socket; with edge-triggered polling, anything arriving
+    /// later raises a new event, so the read that would only say
+    /// `WouldBlock` can be skipped. Not when the event already reported
+    /// the end of the stream (`read_closed`: no new event would follow),
+    /// nor for TLS, whose reads say nothing about the socket.
+    pub(crate) fn arm_read(&mut self, may_skip: bool) {
+        self.drained = false;
+        self.may_skip = may_skip && matches!(self.transport, Transport::Plain(_));
     }
 
     pub(crate) fn tcp(&self) -> &TcpStream {
@@ -71,10 +89,15 @@ impl Stream {
 
 impl Read for Stream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match &mut self.transport {
+        if self.drained {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        let n = match &mut self.transport {
             Transport::Plain(s) => s.read(buf),
             Transport::Tls(s) => s.read(buf),
-        }
+        }?;
+        self.drained = self.may_skip && n > 0 && n < buf.len();
+        Ok(n)
     }
 }
 

@@ -60,3 +60,32 @@ fn connections_over_the_per_ip_cap_are_refused_and_the_server_keeps_serving() {
     c.send(r#"42/daemon,["command",{"requestId":"r","command":"echo"}]"#);
     assert!(c.recv_text().contains("command-response"));
 }
+
+#[test]
+fn a_frame_and_the_end_of_the_stream_arriving_together_end_the_session() {
+    // The server skips the read that would only say "would block" after a
+    // short one; the end of the stream arriving with the data must still
+    // be seen. Repeated: some of these land in one readiness event.
+    let s = Server::start(ServerConfig::default().cluster("c1", "pw1")).unwrap();
+    let addr = s.local_addr();
+    const CLIENTS: usize = 30;
+    // Kept open for reading: the server gets nothing after the end of the
+    // stream (a message has no reply, which would bounce off a closed
+    // socket and end the session another way).
+    let mut held = Vec::new();
+    for _ in 0..CLIENTS {
+        let mut c = Client::registered(addr, "c1", "pw1");
+        c.send(r#"42/daemon,["message",{"x":1}]"#);
+        c.ws.get_ref().shutdown(std::net::Shutdown::Write).unwrap();
+        held.push(c);
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut gone = 0;
+    let all_gone = s.wait_for_event(0, deadline, |e| {
+        if matches!(e, ServerEvent::Disconnected { .. }) {
+            gone += 1;
+        }
+        gone == CLIENTS
+    });
+    assert!(all_gone.is_some(), "{gone} of {CLIENTS} sessions ended");
+}
