@@ -9,7 +9,8 @@
 # alternates `volt-bench --json` and node-bench.js (same workload) on:
 #   throughput  CLIENTS x IN_FLIGHT (default 1 x 256) echo commands, 64-byte payloads
 #   latency     1 x 1 in flight, unpinned and pinned to core 0 (taskset),
-#               with a plain TCP ping-pong between two processes (tcp-pingpong)
+#               with a plain TCP ping-pong between two processes (tcp-pingpong),
+#               in LATENCY_SLICES (3) alternating slices of LATENCY_SLICE (2s)
 #   rss-1000    1 x 1000 in flight (one round): peak RSS
 # and prints medians and ratios ours/theirs as a Markdown table. Raw JSON
 # lines go to $OUT/results.jsonl (default target/volt-compare).
@@ -25,6 +26,8 @@ set -euo pipefail
 ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-5s}
 WARMUP=${WARMUP:-1s}
+LATENCY_SLICES=${LATENCY_SLICES:-3}
+LATENCY_SLICE=${LATENCY_SLICE:-2s}
 CLIENTS=${CLIENTS:-1}
 IN_FLIGHT=${IN_FLIGHT:-256}
 PAYLOAD=${PAYLOAD:-64}
@@ -123,21 +126,28 @@ for r in $(seq "$ROUNDS"); do
   record "$W" ours "$r" ours "$CLIENTS" "$IN_FLIGHT" "$DURATION"
   record "$W" node "$r" theirs "$CLIENTS" "$IN_FLIGHT" "$DURATION"
 
-  record "latency 1x1 unpinned" ours "$r" ours 1 1 "$DURATION"
-  record "latency 1x1 unpinned" node "$r" theirs 1 1 "$DURATION"
-  record "latency 1x1 unpinned" tcp "$r" tcp "$DURATION"
+  # Latency in short slices, the three alternating: this VM drifts between
+  # a fast and a slow state for seconds at a time, and a ratio is only
+  # meaningful between runs made in the same state.
+  for _ in $(seq "$LATENCY_SLICES"); do
+    record "latency 1x1 unpinned" ours "$r" ours 1 1 "$LATENCY_SLICE"
+    record "latency 1x1 unpinned" node "$r" theirs 1 1 "$LATENCY_SLICE"
+    record "latency 1x1 unpinned" tcp "$r" tcp "$LATENCY_SLICE"
+  done
 
   pin_servers 0
-  record "latency 1x1 pinned" ours "$r" taskset -c 0 "$BIN/volt-bench" --url "$URL" \
-    --cluster "$CLUSTER" --password "$PASSWORD" --clients 1 --in-flight 1 \
-    --duration "$DURATION" --warmup "$WARMUP" --payload-bytes "$PAYLOAD" \
-    --server-pid "$SERVER_PID" --json
-  record "latency 1x1 pinned" node "$r" taskset -c 0 node "$HERE/node-bench.js" --url "$URL" \
-    --cluster "$CLUSTER" --password "$PASSWORD" --clients 1 --in-flight 1 \
-    --duration "$DURATION" --warmup "$WARMUP" --payload-bytes "$PAYLOAD" \
-    --server-pid "$SERVER_PID" --json
-  record "latency 1x1 pinned" tcp "$r" taskset -c 0 "$BIN/tcp-pingpong" client "$TCP_ADDR" \
-    --duration "$DURATION" --warmup "$WARMUP" --bytes "$PAYLOAD" --json
+  for _ in $(seq "$LATENCY_SLICES"); do
+    record "latency 1x1 pinned" ours "$r" taskset -c 0 "$BIN/volt-bench" --url "$URL" \
+      --cluster "$CLUSTER" --password "$PASSWORD" --clients 1 --in-flight 1 \
+      --duration "$LATENCY_SLICE" --warmup "$WARMUP" --payload-bytes "$PAYLOAD" \
+      --server-pid "$SERVER_PID" --json
+    record "latency 1x1 pinned" node "$r" taskset -c 0 node "$HERE/node-bench.js" --url "$URL" \
+      --cluster "$CLUSTER" --password "$PASSWORD" --clients 1 --in-flight 1 \
+      --duration "$LATENCY_SLICE" --warmup "$WARMUP" --payload-bytes "$PAYLOAD" \
+      --server-pid "$SERVER_PID" --json
+    record "latency 1x1 pinned" tcp "$r" taskset -c 0 "$BIN/tcp-pingpong" client "$TCP_ADDR" \
+      --duration "$LATENCY_SLICE" --warmup "$WARMUP" --bytes "$PAYLOAD" --json
+  done
   pin_servers "0-$((NPROC - 1))"
 done
 echo "== rss with 1000 in flight" >&2

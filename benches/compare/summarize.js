@@ -40,3 +40,31 @@ for (const w of workloads) {
   }
 }
 process.stdout.write(out.join('\n') + '\n');
+
+// The same ratios round by round: each round's median against the peer's
+// median in that round. This machine drifts between a fast and a slow
+// state, so a ratio of overall medians can pair runs made in different
+// states; the median of per-round ratios cannot.
+const perRound = (w, key, peer) => {
+  const ratios = [];
+  for (let r = 1; r <= rounds; r++) {
+    const at = (impl) => median(rows.filter((x) => x.workload === w && x.impl === impl && x.round === r).map((x) => x[key]));
+    const a = at('ours');
+    const b = at(peer);
+    if (Number.isFinite(a) && Number.isFinite(b) && b !== 0) ratios.push(a / b);
+  }
+  return ratios;
+};
+const checks = [
+  [(w) => w.startsWith('throughput '), 'throughput', 'node', 'throughput, ours / Node'],
+  [(w) => w.startsWith('throughput '), 'cpu_per_cmd_us', 'node', 'client CPU per command, ours / Node'],
+  [(w) => w.startsWith('latency '), 'p50_us', 'tcp', 'p50, ours / raw TCP'],
+];
+const byRound = ['', "Round by round (each round's median over its slices):", '', '| workload | ratio | per round | median |', '| --- | --- | --- | ---: |'];
+for (const [matches, key, peer, label] of checks) {
+  for (const w of workloads.filter(matches)) {
+    const rs = perRound(w, key, peer);
+    if (rs.length) byRound.push(`| ${w} | ${label} | ${rs.map((x) => x.toFixed(2)).join(', ')} | ${median(rs).toFixed(2)}× |`);
+  }
+}
+process.stdout.write(byRound.join('\n') + '\n');
