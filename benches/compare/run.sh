@@ -10,7 +10,9 @@
 #   throughput  CLIENTS x IN_FLIGHT (default 1 x 256) echo commands, 64-byte payloads
 #   latency     1 x 1 in flight, unpinned and pinned to core 0 (taskset),
 #               with a plain TCP ping-pong between two processes (tcp-pingpong),
-#               in LATENCY_SLICES (3) alternating slices of LATENCY_SLICE (2s)
+#               in LATENCY_SLICES (3) alternating slices of LATENCY_SLICE (2s);
+#               then pinned again with `volt-bench --interleave-tcp` (ours and
+#               the ping-pong in alternating 50 ms turns, one process)
 #   rss-1000    1 x 1000 in flight (one round): peak RSS
 # and prints medians and ratios ours/theirs as a Markdown table. Raw JSON
 # lines go to $OUT/results.jsonl (default target/volt-compare).
@@ -111,6 +113,23 @@ theirs() { # CLIENTS IN_FLIGHT DURATION
     --clients "$1" --in-flight "$2" --duration "$3" --warmup "$WARMUP" \
     --payload-bytes "$PAYLOAD" --server-pid "$SERVER_PID" --json
 }
+# One pinned run of `volt-bench --interleave-tcp`: ours and the TCP
+# ping-pong alternate in 50 ms turns within one process, so both see the
+# same machine state; recorded as two rows.
+record_interleaved() { # ROUND
+  local json
+  json=$(taskset -c 0 "$BIN/volt-bench" --interleave-tcp "$TCP_ADDR" --url "$URL" \
+    --cluster "$CLUSTER" --password "$PASSWORD" --duration "$DURATION" --warmup "$WARMUP" \
+    --payload-bytes "$PAYLOAD" --json)
+  for side in ours tcp; do
+    jq -c --arg s "$side" --argjson r "$1" \
+      '{workload: "latency 1x1 pinned, interleaved", impl: $s, round: $r} + .[$s]' \
+      <<<"$json" >>"$RESULTS"
+  done
+  jq -r --argjson r "$1" \
+    '"  round \($r) latency 1x1 pinned, interleaved: ours p50 \(.ours.p50_us) us, tcp p50 \(.tcp.p50_us) us, ratio \(.p50_ratio*100|round/100)"' \
+    <<<"$json" >&2
+}
 tcp() { # DURATION
   "$BIN/tcp-pingpong" client "$TCP_ADDR" --duration "$1" --warmup "$WARMUP" \
     --bytes "$PAYLOAD" --json
@@ -148,6 +167,7 @@ for r in $(seq "$ROUNDS"); do
     record "latency 1x1 pinned" tcp "$r" taskset -c 0 "$BIN/tcp-pingpong" client "$TCP_ADDR" \
       --duration "$LATENCY_SLICE" --warmup "$WARMUP" --bytes "$PAYLOAD" --json
   done
+  record_interleaved "$r"
   pin_servers "0-$((NPROC - 1))"
 done
 echo "== rss with 1000 in flight" >&2

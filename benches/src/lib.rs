@@ -10,7 +10,9 @@
 //! - [`fleet`]: `volt-bench --fleet N`, N raw daemons heartbeating against
 //!   the server, driven by a few `mio` threads;
 //! - [`idle`]: `volt-bench --idle 5s`, the CPU time and wake-ups of one
-//!   idle connected client.
+//!   idle connected client;
+//! - [`interleaved`]: `volt-bench --interleave-tcp ADDR`, one command in
+//!   flight alternating with a raw TCP ping-pong in short turns.
 //!
 //! ```no_run
 //! use std::time::Duration;
@@ -38,6 +40,7 @@ use volt_mock_server::{Server, ServerConfig};
 
 pub mod fleet;
 pub mod idle;
+pub mod interleaved;
 pub mod proc_stat;
 pub mod raw;
 

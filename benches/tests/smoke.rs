@@ -1,6 +1,7 @@
 //! Keeps `volt-bench` working: a one-second run against the embedded
 //! server must complete commands; a tiny fleet must stay connected; an idle
-//! window must run. No timing assertions.
+//! window must run; an interleaved run must measure both sides. No timing
+//! assertions.
 
 use std::time::Duration;
 
@@ -60,4 +61,29 @@ fn volt_bench_idle_measures_the_client_threads() {
     );
     assert_eq!(report.to_json()["mode"], "idle");
     assert!(report.table().contains("context switches"));
+}
+
+#[test]
+fn volt_bench_interleaved_measures_both_sides() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let tcp_addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for conn in listener.incoming().flatten() {
+            std::thread::spawn(move || volt_benches::interleaved::echo(conn));
+        }
+    });
+    let report = volt_benches::interleaved::run(&volt_benches::interleaved::InterleavedConfig {
+        tcp_addr,
+        duration: Duration::from_millis(500),
+        warmup: Duration::from_millis(50),
+        turn: Duration::from_millis(20),
+        ..Default::default()
+    })
+    .expect("volt-bench --interleave-tcp runs");
+    assert!(report.turns > 0);
+    assert!(!report.ours.is_empty() && !report.tcp.is_empty());
+    let json = report.to_json();
+    assert_eq!(json["mode"], "interleaved");
+    assert!(json["p50_ratio"].as_f64().is_some_and(|r| r > 0.0));
+    assert!(report.table().contains("ratio"));
 }

@@ -4,10 +4,11 @@
 //!   tcp-pingpong server [--listen 127.0.0.1:0]    prints `listening ADDR`
 //!   tcp-pingpong client ADDR [--duration 5s] [--warmup 500ms] [--bytes 64] [--json]
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::io::Write;
+use std::net::TcpListener;
 use std::time::Instant;
 
+use volt_benches::interleaved::{echo, TcpPingPong};
 use volt_benches::{new_histogram, parse_duration, proc_stat};
 
 fn fail(msg: &str) -> ! {
@@ -24,20 +25,6 @@ fn serve(listen: &str) {
         std::thread::spawn(move || {
             let _ = echo(conn);
         });
-    }
-}
-
-/// Echoes length-prefixed messages (4-byte big-endian length) until EOF.
-fn echo(mut s: TcpStream) -> std::io::Result<()> {
-    s.set_nodelay(true)?;
-    let mut buf = Vec::new();
-    loop {
-        let mut len = [0u8; 4];
-        s.read_exact(&mut len)?;
-        buf.resize(u32::from_be_bytes(len) as usize + 4, 0);
-        buf[..4].copy_from_slice(&len);
-        s.read_exact(&mut buf[4..])?;
-        s.write_all(&buf)?;
     }
 }
 
@@ -60,15 +47,12 @@ fn main() {
                 .map(|b| b.parse().unwrap_or_else(|_| fail("--bytes wants a number")))
                 .unwrap_or(64);
             let json = args.iter().any(|a| a == "--json");
-            let mut s = TcpStream::connect(addr).unwrap_or_else(|e| fail(&format!("connect: {e}")));
-            s.set_nodelay(true).expect("nodelay");
-            let mut msg = (bytes as u32).to_be_bytes().to_vec();
-            msg.resize(bytes + 4, b'x');
-            let mut back = vec![0u8; msg.len()];
-            let mut round = |s: &mut TcpStream| {
-                s.write_all(&msg).expect("write");
-                s.read_exact(&mut back).expect("read");
-            };
+            let addr = addr
+                .parse()
+                .unwrap_or_else(|e| fail(&format!("ADDR {addr}: {e}")));
+            let mut s = TcpPingPong::connect(addr, bytes)
+                .unwrap_or_else(|e| fail(&format!("connect: {e}")));
+            let round = |s: &mut TcpPingPong| s.round().expect("round trip");
             let t = Instant::now();
             while t.elapsed() < warm {
                 round(&mut s);

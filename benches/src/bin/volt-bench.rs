@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use volt_benches::interleaved::{self, InterleavedConfig};
 use volt_benches::{
     parse_duration, run, run_fleet, run_idle, BenchConfig, FleetConfig, IdleConfig,
 };
@@ -16,6 +17,8 @@ const USAGE: &str =
        [--url … --cluster … --password …] [--server-pid PID] [--json]
    or: volt-bench --idle 5s [--warmup 1s] [--ping-interval-ms 25000]
        [--url … --cluster … --password …] [--json]
+   or: volt-bench --interleave-tcp ADDR [--turn-ms 50] [--duration 10s]
+       [--warmup 1s] [--payload-bytes 64] [--url … --cluster … --password …] [--json]
 
 Each client keeps --in-flight `echo` commands outstanding (start_command,
 then wait for the oldest) from its own thread for --duration after a
@@ -35,6 +38,12 @@ Exits 1 if a daemon disconnected or no heartbeat was answered.
 every 60 s), waits --warmup, then reports the CPU time and context switches
 of its threads (volt-conn, volt-events, volt-heartbeat, volt-handler-*)
 over WINDOW. Exits 1 if the client was no longer connected.
+
+--interleave-tcp ADDR runs one command at a time, alternating turns of
+--turn-ms with a raw TCP ping-pong against `tcp-pingpong server` at ADDR,
+from the same thread, and reports both latencies and the ratio of their
+p50s: both sides see the same machine state (this VM drifts between a
+fast and a slow one for seconds at a time).
 
 --ping-interval-ms sets the embedded server's pingInterval (default 25000)
 in the --fleet and --idle modes; it is ignored with --url.
@@ -56,6 +65,8 @@ fn main() {
     let mut fleet: Option<usize> = None;
     let mut fleet_cfg = FleetConfig::default();
     let mut idle: Option<Duration> = None;
+    let mut interleave: Option<std::net::SocketAddr> = None;
+    let mut turn = Duration::from_millis(50);
     let mut ping_interval: Option<Duration> = None;
     let mut duration_set = false;
     let mut warmup: Option<Duration> = None;
@@ -93,6 +104,14 @@ fn main() {
             "--heartbeat-ms" => fleet_cfg.heartbeat = Duration::from_millis(number(value()) as u64),
             "--fleet-threads" => fleet_cfg.threads = number(value()),
             "--idle" => idle = Some(parse_duration(&value()).unwrap_or_else(|e| fail(&e))),
+            "--interleave-tcp" => {
+                let v = value();
+                let addr = v
+                    .parse()
+                    .unwrap_or_else(|e| fail(&format!("{flag} {v}: {e}")));
+                interleave = Some(addr)
+            }
+            "--turn-ms" => turn = Duration::from_millis(number(value()) as u64),
             "--ping-interval-ms" => {
                 ping_interval = Some(Duration::from_millis(number(value()) as u64))
             }
@@ -106,8 +125,30 @@ fn main() {
     if let Some(w) = warmup {
         cfg.warmup = w;
     }
-    if fleet.is_some() && idle.is_some() {
-        fail("--fleet and --idle are separate modes");
+    let modes = [fleet.is_some(), idle.is_some(), interleave.is_some()];
+    if modes.iter().filter(|&&m| m).count() > 1 {
+        fail("--fleet, --idle and --interleave-tcp are separate modes");
+    }
+    if let Some(tcp_addr) = interleave {
+        let icfg = InterleavedConfig {
+            tcp_addr,
+            url: cfg.url,
+            cluster: cfg.cluster,
+            password: cfg.password,
+            payload_bytes: cfg.payload_bytes,
+            duration: cfg.duration,
+            warmup: cfg.warmup,
+            turn,
+        };
+        match interleaved::run(&icfg) {
+            Ok(report) if json => println!("{}", report.to_json()),
+            Ok(report) => print!("{}", report.table()),
+            Err(e) => {
+                eprintln!("volt-bench: {e}");
+                std::process::exit(1);
+            }
+        }
+        return;
     }
     if let Some(daemons) = fleet {
         let fleet_cfg = FleetConfig {
