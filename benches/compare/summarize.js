@@ -31,7 +31,8 @@ out.push('| workload | metric | ours (volt-daemon-client) | Node socket.io-clien
 out.push('| --- | --- | ---: | ---: | ---: | ---: | ---: |');
 for (const w of workloads) {
   const hasTcp = rows.some((r) => r.workload === w && r.impl === 'tcp');
-  const shown = w.startsWith('rss') ? metrics.filter((m) => m[1] === 'peak_rss_kib' || m[1] === 'throughput') : metrics;
+  const only = (...keys) => metrics.filter((m) => keys.includes(m[1]));
+  const shown = w.startsWith('rss') ? only('peak_rss_kib', 'throughput') : w.includes('interleaved') ? only('p50_us', 'p99_us') : metrics;
   for (const [label, key, digits, scale] of shown) {
     const a = get(w, 'ours', key) * scale;
     const b = get(w, 'node', key) * scale;
