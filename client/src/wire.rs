@@ -24,7 +24,7 @@
 //! stops trying, but for a probe now and then; TLS never tries.
 
 use std::io;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -49,6 +49,9 @@ pub(crate) struct Wire {
     lent_at: Option<Instant>,
     /// The connection thread was told of this lending (it must look).
     lend_announced: bool,
+    /// `None` when callers never read (TLS: a read may leave decrypted
+    /// bytes inside the TLS stream, which no poll would report).
+    inline: Option<InlineHits>,
 }
 
 /// How long a lent socket may go unused before `volt-conn` takes it back,
@@ -76,9 +79,6 @@ pub(crate) struct SharedSocket {
     registry: Registry,
     /// The namespace events arrive on.
     namespace: String,
-    /// `None` when callers never read (TLS: a read may leave decrypted
-    /// bytes inside the TLS stream, which no poll would report).
-    inline: Option<InlineHits>,
     /// Putting the socket back in the poll failed: the connection thread
     /// ends the connection.
     broken: AtomicBool,
@@ -88,9 +88,9 @@ pub(crate) struct SharedSocket {
 #[derive(Default)]
 struct InlineHits {
     /// Attempts in a row that found nothing.
-    misses: AtomicU32,
+    misses: u32,
     /// Attempts skipped since the last probe.
-    skipped: AtomicU32,
+    skipped: u32,
 }
 
 /// Misses in a row after which a connection only probes.
@@ -99,21 +99,20 @@ const MISSES_BEFORE_PROBING: u32 = 8;
 const PROBE_EVERY: u32 = 64;
 
 impl InlineHits {
-    fn should_try(&self) -> bool {
-        if self.misses.load(Ordering::Relaxed) < MISSES_BEFORE_PROBING {
+    fn should_try(&mut self) -> bool {
+        if self.misses < MISSES_BEFORE_PROBING {
             return true;
         }
-        self.skipped.fetch_add(1, Ordering::Relaxed) % PROBE_EVERY == PROBE_EVERY - 1
+        self.skipped = self.skipped.wrapping_add(1);
+        self.skipped % PROBE_EVERY == 0
     }
 
-    fn record(&self, hit: bool) {
-        if hit {
-            self.misses.store(0, Ordering::Relaxed);
+    fn record(&mut self, hit: bool) {
+        self.misses = if hit {
+            0
         } else {
-            let misses = self.misses.load(Ordering::Relaxed);
-            self.misses
-                .store(misses.saturating_add(1), Ordering::Relaxed);
-        }
+            self.misses.saturating_add(1)
+        };
     }
 }
 
@@ -137,6 +136,7 @@ impl SharedSocket {
             interest: Some(Interest::READABLE | Interest::WRITABLE),
             lent_at: None,
             lend_announced: false,
+            inline,
         };
         wire.set_interest(&registry, Some(Interest::READABLE))?;
         Ok(Arc::new(SharedSocket {
@@ -144,7 +144,6 @@ impl SharedSocket {
             blocked: AtomicBool::new(false),
             registry,
             namespace: namespace.to_owned(),
-            inline,
             broken: AtomicBool::new(false),
         }))
     }
@@ -190,7 +189,7 @@ impl SharedSocket {
     ///
     /// [`read_inline`]: SharedSocket::read_inline
     pub(crate) fn lend(&self, wire: &mut Wire) -> bool {
-        let Some(hits) = &self.inline else {
+        let Some(hits) = &mut wire.inline else {
             return false;
         };
         if self.is_blocked() || !hits.should_try() {
@@ -229,7 +228,7 @@ impl SharedSocket {
                 took = true;
             }
         }
-        if let Some(hits) = &self.inline {
+        if let Some(hits) = &mut wire.inline {
             hits.record(took);
         }
         let left = wire.reader.has_unread();
@@ -519,7 +518,7 @@ mod tests {
 
     #[test]
     fn a_connection_where_replies_never_come_at_once_only_probes() {
-        let hits = InlineHits::default();
+        let mut hits = InlineHits::default();
         for _ in 0..MISSES_BEFORE_PROBING {
             assert!(hits.should_try());
             hits.record(false);
