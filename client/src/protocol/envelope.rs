@@ -588,14 +588,16 @@ fn closes_at_end(b: &[u8]) -> bool {
 }
 
 /// The index of the quote closing the string that opens at `b[start]`.
+/// Strings are most of a typical reply, so this jumps from one quote or
+/// backslash to the next (`memchr2`, SIMD) instead of stepping bytes.
 fn string_end(b: &[u8], start: usize) -> Option<usize> {
     let mut i = start + 1;
     while i < b.len() {
-        match b[i] {
-            b'"' => return Some(i),
-            b'\\' => i += 2,
-            _ => i += 1,
+        i += memchr::memchr2(b'"', b'\\', &b[i..])?;
+        if b[i] == b'"' {
+            return Some(i);
         }
+        i += 2;
     }
     None
 }
