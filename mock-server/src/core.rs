@@ -24,8 +24,8 @@ use tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
 use tungstenite::{Message, WebSocket};
 use volt_daemon_client::protocol::binary::Complete;
 use volt_daemon_client::protocol::envelope::{
-    names, CommandRequest, ErrorBody, ReplyBody, ReverseCommand, ReverseResponse, ReverseStreamEnd,
-    VoltEvent,
+    decode_command_ref, names, CommandRequest, ErrorBody, ReplyBody, ReverseCommand,
+    ReverseResponse, ReverseStreamEnd, VoltEvent,
 };
 use volt_daemon_client::protocol::json::{write_str as write_json_str, write_value as write_json};
 use volt_daemon_client::protocol::socket::{encode_header, Packet, PacketType};
@@ -244,12 +244,18 @@ fn command_response_prefix(namespace: &str) -> String {
 /// `String` (tungstenite turns a `String` whose length is its capacity
 /// into its payload without another allocation). Byte for byte what
 /// `VoltEvent::CommandResponse(..).encode(namespace).text` gives.
+/// A reply's `data`: a value, or JSON text sent back as it came.
+enum ReplyData<'a> {
+    Value(&'a Value),
+    Raw(&'a str),
+}
+
 fn command_response_frame(
     scratch: &mut Vec<u8>,
     prefix: &str,
     request_id: &str,
     ok: bool,
-    data: Option<&Value>,
+    data: Option<ReplyData<'_>>,
     error: Option<&ErrorBody>,
 ) -> String {
     // The field order and omissions of `CommandResponse`'s Serialize.
@@ -262,9 +268,16 @@ fn command_response_frame(
     } else {
         b",\"ok\":false"
     });
-    if let Some(data) = data {
-        scratch.extend_from_slice(b",\"data\":");
-        write_json(scratch, data);
+    match data {
+        Some(ReplyData::Value(v)) => {
+            scratch.extend_from_slice(b",\"data\":");
+            write_json(scratch, v);
+        }
+        Some(ReplyData::Raw(json)) => {
+            scratch.extend_from_slice(b",\"data\":");
+            scratch.extend_from_slice(json.as_bytes());
+        }
+        None => {}
     }
     if let Some(error) = error {
         scratch.extend_from_slice(b",\"error\":{\"code\":");
@@ -1159,6 +1172,9 @@ impl Core {
         if !self.frame_in(id) {
             return;
         }
+        if self.raw_echo(id, text) {
+            return;
+        }
         let namespace = &self.shared.config.namespace;
         let fast = match ws_in(&mut self.conns, id) {
             Some(w) if w.reg.is_some() => match w.decoder.event_fast_path(text, namespace) {
@@ -1175,6 +1191,42 @@ impl Core {
         let Some(w) = self.ws(id) else { return };
         let decoded = w.decoder.text(text);
         self.on_decoded(id, decoded);
+    }
+
+    /// `echo` with its default responder, no history and no fault on it:
+    /// the payload goes back as it came, unparsed (benchmarks send it;
+    /// the general path would build a `Value` only to write it back).
+    /// False when the frame is anything else.
+    fn raw_echo(&mut self, id: u64, text: &str) -> bool {
+        if self.cfg().record_history
+            || self.responders.contains_key("echo")
+            || self.faults.drop_on_command.as_deref() == Some("echo")
+        {
+            return false;
+        }
+        let namespace = &self.shared.config.namespace;
+        let Some(req) = ws_in(&mut self.conns, id)
+            .filter(|w| w.reg.is_some())
+            .and_then(|w| w.decoder.event_json(text, namespace))
+            .and_then(decode_command_ref)
+            .filter(|r| r.command == "echo")
+        else {
+            return false;
+        };
+        self.stats.commands += 1;
+        let mut scratch = std::mem::take(&mut self.scratch);
+        let data = req.payload.map(|p| ReplyData::Raw(p.get()));
+        let reply = command_response_frame(
+            &mut scratch,
+            &self.response_prefix,
+            &req.request_id,
+            true,
+            data,
+            None,
+        );
+        self.scratch = scratch;
+        self.send_text(id, reply);
+        true
     }
 
     fn on_frame(&mut self, id: u64, frame: RawFrame) {
@@ -1587,7 +1639,7 @@ impl Core {
             &self.response_prefix,
             &req.request_id,
             ok,
-            data,
+            data.map(ReplyData::Value),
             error,
         );
         Some((text, delay))
@@ -1884,15 +1936,20 @@ mod tests {
                 })
                 .encode(ns)
                 .text;
-                let ours = command_response_frame(
-                    &mut Vec::new(),
-                    &command_response_prefix(ns),
-                    rid,
-                    *ok,
-                    data.as_ref(),
-                    error.as_ref(),
-                );
-                assert_eq!(ours, codec);
+                let frame = |data| {
+                    command_response_frame(
+                        &mut Vec::new(),
+                        &command_response_prefix(ns),
+                        rid,
+                        *ok,
+                        data,
+                        error.as_ref(),
+                    )
+                };
+                assert_eq!(frame(data.as_ref().map(ReplyData::Value)), codec);
+                // Raw data (the echo fast path) as its compact JSON text.
+                let raw = data.as_ref().map(Value::to_string);
+                assert_eq!(frame(raw.as_deref().map(ReplyData::Raw)), codec);
             }
         }
     }

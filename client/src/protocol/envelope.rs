@@ -112,6 +112,23 @@ pub struct CommandResponseRef<'a> {
     pub error: Option<ErrorBody>,
 }
 
+/// A `command` borrowed from its frame, `payload` unparsed: what
+/// [`decode_command_ref`] gives.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CommandRequestRef<'a> {
+    /// UUID v4 correlating the response.
+    #[serde(borrow)]
+    pub request_id: Cow<'a, str>,
+    /// The command name.
+    #[serde(borrow)]
+    pub command: Cow<'a, str>,
+    /// Arguments, unparsed (`null` reads as `None`, as for
+    /// [`CommandRequest`]).
+    #[serde(default, borrow)]
+    pub payload: Option<&'a RawValue>,
+}
+
 /// `reverse-command`: the server asks the daemon to do something.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -491,10 +508,23 @@ pub fn decode_event_array(json: &str) -> Option<Result<VoltEvent, DecodeError>> 
 /// assert!(decode_command_response(r#"["message",{"type":"x"}]"#).is_none());
 /// ```
 pub fn decode_command_response(json: &str) -> Option<CommandResponseRef<'_>> {
-    let mut de = serde_json::Deserializer::from_str(json);
-    let response = serde::Deserializer::deserialize_seq(&mut de, ResponseArray).ok()?;
-    de.end().ok()?;
-    Some(response)
+    decode_named(json, names::COMMAND_RESPONSE)
+}
+
+/// Decodes the JSON array of a plain event when it is a well-formed
+/// `command`, without parsing its `payload`; `None` for any other array,
+/// which [`decode_event_array`] then handles. For a server (the mock
+/// server's `echo`) that sends the payload back as it came.
+///
+/// ```
+/// use volt_daemon_client::protocol::envelope::decode_command_ref;
+/// let c = decode_command_ref(r#"["command",{"requestId":"r1","command":"echo","payload":{"a": 1}}]"#).unwrap();
+/// assert_eq!((c.request_id.as_ref(), c.command.as_ref()), ("r1", "echo"));
+/// assert_eq!(c.payload.unwrap().get(), r#"{"a": 1}"#);
+/// assert!(decode_command_ref(r#"["message",{"type":"x"}]"#).is_none());
+/// ```
+pub fn decode_command_ref(json: &str) -> Option<CommandRequestRef<'_>> {
+    decode_named(json, names::COMMAND)
 }
 
 /// A successful `command-response` in the shape every peer sends in
@@ -602,13 +632,28 @@ fn string_end(b: &[u8], start: usize) -> Option<usize> {
     None
 }
 
-struct ResponseArray;
+/// An event array `[name, arg, ...]` whose name is `self.0`, read as its
+/// argument `T` (borrowing from the frame); anything else is an error, and
+/// the caller falls back to the general path.
+struct NamedArray<T>(&'static str, std::marker::PhantomData<T>);
 
-impl<'de> serde::de::Visitor<'de> for ResponseArray {
-    type Value = CommandResponseRef<'de>;
+/// Decodes `json` as the event array named `name` with a `T` argument.
+fn decode_named<'de, T: Deserialize<'de>>(json: &'de str, name: &'static str) -> Option<T> {
+    let mut de = serde_json::Deserializer::from_str(json);
+    let arg = serde::Deserializer::deserialize_seq(
+        &mut de,
+        NamedArray::<T>(name, std::marker::PhantomData),
+    )
+    .ok()?;
+    de.end().ok()?;
+    Some(arg)
+}
+
+impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for NamedArray<T> {
+    type Value = T;
 
     fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("a command-response array")
+        write!(f, "a {} array", self.0)
     }
 
     fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
@@ -616,14 +661,14 @@ impl<'de> serde::de::Visitor<'de> for ResponseArray {
         let name: Cow<'de, str> = seq
             .next_element()?
             .ok_or_else(|| A::Error::custom("empty event array"))?;
-        if name != names::COMMAND_RESPONSE {
-            return Err(A::Error::custom("not a command-response"));
+        if name != self.0 {
+            return Err(A::Error::custom("another event"));
         }
-        let response = seq
+        let arg = seq
             .next_element()?
             .ok_or_else(|| A::Error::custom("no argument"))?;
         while seq.next_element::<IgnoredAny>()?.is_some() {}
-        Ok(response)
+        Ok(arg)
     }
 }
 
