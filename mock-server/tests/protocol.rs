@@ -118,6 +118,40 @@ fn client_ping_is_disconnected() {
 }
 
 #[test]
+fn echo_answers_the_same_with_history_off_where_the_payload_is_not_parsed() {
+    // With history off, echo sends the payload back unparsed; with it on,
+    // parsed and re-serialized. Same command, same data either way.
+    let commands = [
+        r#"42/daemon,["command",{"requestId":"r1","command":"echo","payload":{"a":1,"b":[1,2,{"c":null}]}}]"#,
+        r#"42/daemon,["command",{"requestId":"r2","command":"echo"}]"#,
+        r#"42/daemon,["command",{"requestId":"r3","command":"echo","payload":null}]"#,
+        r#"42/daemon,["command",{"requestId":"r\"4","command":"echo","payload":"q\"\\\u00e9\n\ud83d\ude00"}]"#,
+        r#"42/daemon,["command",{"command":"echo","payload":[1.5,-2e3,true],"requestId":"r5","extra":1}]"#,
+        r#"42/daemon,["command",{"requestId":"r6","command":"echo","payload":{"big":12345678901234567890}}]"#,
+    ];
+    let replies = |record_history: bool| -> Vec<serde_json::Value> {
+        let mut cfg = volt_mock_server::ServerConfig::default().cluster("c1", "pw1");
+        cfg.record_history = record_history;
+        let s = volt_mock_server::Server::start(cfg).unwrap();
+        let mut c = Client::registered(s.local_addr(), "c1", "pw1");
+        commands
+            .iter()
+            .map(|command| {
+                c.send(command);
+                let (name, body) = c.recv_event();
+                assert_eq!(name, "command-response");
+                body
+            })
+            .collect()
+    };
+    let unparsed = replies(false);
+    assert_eq!(unparsed, replies(true));
+    assert_eq!(unparsed[0]["data"], json!({"a":1,"b":[1,2,{"c":null}]}));
+    assert_eq!(unparsed[3]["requestId"], "r\"4");
+    assert_eq!(unparsed[3]["data"], "q\"\\\u{e9}\n\u{1f600}");
+}
+
+#[test]
 fn echo_heartbeat_and_unknown_command() {
     let s = server();
     let mut c = Client::registered(s.local_addr(), "c1", "pw1");
