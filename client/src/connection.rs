@@ -424,7 +424,7 @@ impl Io {
             }
             let mut wire = socket.wire.lock();
             let (flow, more_to_read) = self.read_batch(&mut wire);
-            look_at_lent = socket.check_lent(&mut wire, self.link.pending_count() > 0);
+            look_at_lent = socket.check_lent(&mut wire, || self.link.pending_count() > 0);
             if !self.to_wake.is_empty() {
                 drop(wire);
                 for slot in self.to_wake.drain(..) {

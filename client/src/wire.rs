@@ -258,12 +258,17 @@ impl SharedSocket {
 
     /// The connection thread's look at a lent socket, at each of its turns
     /// (it has just read it): takes it back when no caller used it for
-    /// [`LEND_IDLE`] or when `others_wait` (commands whose replies the
-    /// thread must read); else says when to look again.
-    pub(crate) fn check_lent(&self, wire: &mut Wire, others_wait: bool) -> Option<Instant> {
+    /// [`LEND_IDLE`] or when `others_wait()` (commands whose replies the
+    /// thread must read; asked only while lent); else says when to look
+    /// again.
+    pub(crate) fn check_lent(
+        &self,
+        wire: &mut Wire,
+        others_wait: impl FnOnce() -> bool,
+    ) -> Option<Instant> {
         let at = wire.lent_at?;
         let again = at + LEND_IDLE;
-        if others_wait || Instant::now() >= again {
+        if Instant::now() >= again || others_wait() {
             self.reclaim(wire);
             return None;
         }
@@ -468,7 +473,7 @@ mod tests {
         let mut wire = socket.wire.lock();
         assert!(wire.lent_at.is_some());
         assert!(
-            socket.check_lent(&mut wire, false).is_some(),
+            socket.check_lent(&mut wire, || false).is_some(),
             "just used: the connection thread looks again later"
         );
     }
@@ -478,7 +483,7 @@ mod tests {
         let (mut poll, socket, mut server) = pair();
         assert_eq!(borrow_for_reply(&socket, &mut server, "a"), Tell::Wake);
         let mut wire = socket.wire.lock();
-        assert_eq!(socket.check_lent(&mut wire, true), None);
+        assert_eq!(socket.check_lent(&mut wire, || true), None);
         drop(wire);
         assert_back_in_the_poll(&mut poll, &mut server);
     }
@@ -488,7 +493,10 @@ mod tests {
         let (mut poll, socket, mut server) = pair();
         assert_eq!(borrow_for_reply(&socket, &mut server, "a"), Tell::Wake);
         let until = Instant::now() + LIMIT;
-        while socket.check_lent(&mut socket.wire.lock(), false).is_some() {
+        while socket
+            .check_lent(&mut socket.wire.lock(), || false)
+            .is_some()
+        {
             assert!(Instant::now() < until, "never taken back");
             std::thread::yield_now();
         }

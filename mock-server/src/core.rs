@@ -1172,7 +1172,7 @@ impl Core {
         if !self.frame_in(id) {
             return;
         }
-        if self.raw_echo(id, text) {
+        if self.command_fast_path(id, text) {
             return;
         }
         let namespace = &self.shared.config.namespace;
@@ -1193,15 +1193,15 @@ impl Core {
         self.on_decoded(id, decoded);
     }
 
-    /// `echo` with its default responder, no history and no fault on it:
-    /// the payload goes back as it came, unparsed (benchmarks send it;
-    /// the general path would build a `Value` only to write it back).
-    /// False when the frame is anything else.
-    fn raw_echo(&mut self, id: u64, text: &str) -> bool {
-        if self.cfg().record_history
-            || self.responders.contains_key("echo")
-            || self.faults.drop_on_command.as_deref() == Some("echo")
-        {
+    /// With history off, a `command` is read with its payload left raw:
+    /// `echo` (default responder, no fault on it) sends the payload back
+    /// as it came (benchmarks send it; building a `Value` only to write it
+    /// back was most of the server's work); any other command gets its
+    /// payload parsed and is handled as usual, without reading the frame
+    /// twice. False when the frame is not a command: the caller's paths
+    /// take it.
+    fn command_fast_path(&mut self, id: u64, text: &str) -> bool {
+        if self.cfg().record_history {
             return false;
         }
         let namespace = &self.shared.config.namespace;
@@ -1209,10 +1209,28 @@ impl Core {
             .filter(|w| w.reg.is_some())
             .and_then(|w| w.decoder.event_json(text, namespace))
             .and_then(decode_command_ref)
-            .filter(|r| r.command == "echo")
         else {
             return false;
         };
+        let echo_as_is = req.command == "echo"
+            && !self.responders.contains_key("echo")
+            && self.faults.drop_on_command.as_deref() != Some("echo");
+        if !echo_as_is {
+            let Ok(payload) = req
+                .payload
+                .map(|p| serde_json::from_str(p.get()))
+                .transpose()
+            else {
+                return false;
+            };
+            let req = CommandRequest {
+                request_id: req.request_id.into_owned(),
+                command: req.command.into_owned(),
+                payload,
+            };
+            self.on_volt_event(id, VoltEvent::Command(req), None);
+            return true;
+        }
         self.stats.commands += 1;
         let mut scratch = std::mem::take(&mut self.scratch);
         let data = req.payload.map(|p| ReplyData::Raw(p.get()));

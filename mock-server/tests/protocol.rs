@@ -118,9 +118,10 @@ fn client_ping_is_disconnected() {
 }
 
 #[test]
-fn echo_answers_the_same_with_history_off_where_the_payload_is_not_parsed() {
-    // With history off, echo sends the payload back unparsed; with it on,
-    // parsed and re-serialized. Same command, same data either way.
+fn commands_are_answered_the_same_with_history_off_where_payloads_are_read_raw() {
+    // With history off, echo sends the payload back unparsed and other
+    // commands are parsed from the raw read; with it on, the general path.
+    // Same commands, same replies either way.
     let commands = [
         r#"42/daemon,["command",{"requestId":"r1","command":"echo","payload":{"a":1,"b":[1,2,{"c":null}]}}]"#,
         r#"42/daemon,["command",{"requestId":"r2","command":"echo"}]"#,
@@ -128,6 +129,9 @@ fn echo_answers_the_same_with_history_off_where_the_payload_is_not_parsed() {
         r#"42/daemon,["command",{"requestId":"r\"4","command":"echo","payload":"q\"\\\u00e9\n\ud83d\ude00"}]"#,
         r#"42/daemon,["command",{"command":"echo","payload":[1.5,-2e3,true],"requestId":"r5","extra":1}]"#,
         r#"42/daemon,["command",{"requestId":"r6","command":"echo","payload":{"big":12345678901234567890}}]"#,
+        // Not echo: parsed once from the raw read, handled as usual.
+        r#"42/daemon,["command",{"requestId":"r7","command":"runtime.heartbeat","payload":{"load":1}}]"#,
+        r#"42/daemon,["command",{"requestId":"r8","command":"nope","payload":[1]}]"#,
     ];
     let replies = |record_history: bool| -> Vec<serde_json::Value> {
         let mut cfg = volt_mock_server::ServerConfig::default().cluster("c1", "pw1");
@@ -149,6 +153,7 @@ fn echo_answers_the_same_with_history_off_where_the_payload_is_not_parsed() {
     assert_eq!(unparsed[0]["data"], json!({"a":1,"b":[1,2,{"c":null}]}));
     assert_eq!(unparsed[3]["requestId"], "r\"4");
     assert_eq!(unparsed[3]["data"], "q\"\\\u{e9}\n\u{1f600}");
+    assert_eq!(unparsed[7]["error"]["code"], "UNKNOWN_COMMAND");
 }
 
 #[test]
