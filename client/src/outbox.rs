@@ -263,22 +263,19 @@ impl Outbox {
             }
             frames.append_to(&mut staged.bytes);
         }
-        match flush {
-            Flush::Direct => {
-                if let Some(written) = self.try_write_direct(None) {
-                    return written;
-                }
+        let inline = match flush {
+            Flush::Direct => None,
+            Flush::Inline(on_json) => Some(on_json),
+            Flush::Wake => {
                 self.wake();
+                return Ok(());
             }
-            Flush::Inline(on_json) => {
-                if let Some(written) = self.try_write_direct(Some(on_json)) {
-                    return written;
-                }
-                self.wake();
-            }
-            Flush::Wake => self.wake(),
-            Flush::Lazy => {}
+            Flush::Lazy => return Ok(()),
+        };
+        if let Some(written) = self.try_write_direct(inline) {
+            return written;
         }
+        self.wake();
         Ok(())
     }
 
@@ -296,7 +293,7 @@ impl Outbox {
         let inline = match inline {
             Some(on_json) if self.socket.lend(&mut wire) => Some(on_json),
             _ => {
-                // Another command in flight: its reply is for the poll.
+                // Not reading here: replies are for the poll.
                 self.socket.reclaim(&mut wire);
                 None
             }
