@@ -119,6 +119,7 @@ pub fn check_packet(c: Complete) {
 pub fn check_fast_path(d: &Decoder, text: &str) {
     for nsp in ["/daemon", "/"] {
         check_reply_paths(d, text, nsp);
+        check_command_ref(d, text, nsp);
         let Some(fast) = d.event_fast_path(text, nsp) else {
             continue;
         };
@@ -134,6 +135,29 @@ pub fn check_fast_path(d: &Decoder, text: &str) {
             _ => panic!("fast path {fast:?} but general path {slow:?} for {text:?}"),
         }
     }
+}
+
+/// The mock server's raw `command` read (payload left raw) agrees with
+/// the general path whenever it answers.
+pub fn check_command_ref(d: &Decoder, text: &str, nsp: &str) {
+    use volt_daemon_client::protocol::envelope::decode_command_ref;
+    let Some(raw) = d.event_json(text, nsp).and_then(decode_command_ref) else {
+        return;
+    };
+    let mut general = Decoder::new(d.limits().clone());
+    let slow = match general.text(text) {
+        Ok(Some(Incoming::Packet(c))) => VoltEvent::from_packet(c).ok(),
+        _ => None,
+    };
+    let Some(VoltEvent::Command(slow)) = slow else {
+        panic!("raw command read took {text:?}, general path gave {slow:?}");
+    };
+    assert_eq!(raw.request_id, slow.request_id, "{text:?}");
+    assert_eq!(raw.command, slow.command, "{text:?}");
+    let payload = raw
+        .payload
+        .map(|p| serde_json::from_str::<serde_json::Value>(p.get()).expect("raw payload is JSON"));
+    assert_eq!(payload, slow.payload, "{text:?}");
 }
 
 /// The two `command-response` hot paths (data left raw; the scanner) agree
