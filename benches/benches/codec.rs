@@ -5,12 +5,12 @@ use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use serde_json::{json, Map};
-use volt_daemon_client::protocol::envelope::{
+use volt_daemon_client::TeamClusterDaemonMessage;
+use volt_protocol::envelope::{
     CommandRequest, CommandResponse, ReplyBody, ReverseCommand, ReverseResponse, ReverseStream,
     ReverseStreamEnd, VoltEvent,
 };
-use volt_daemon_client::protocol::{Decoder, Incoming, Limits};
-use volt_daemon_client::TeamClusterDaemonMessage;
+use volt_protocol::{Decoder, Incoming, Limits};
 
 const NS: &str = "/daemon";
 const RID: &str = "3f2b8c1e-8a4d-4c2e-9b7a-0d1e2f3a4b5c";

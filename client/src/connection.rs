@@ -21,14 +21,15 @@ use std::io::Write;
 use crate::backoff::Backoff;
 use crate::error::{DaemonClientError, DaemonClientErrorCode};
 use crate::events::{ClientEvent, EventSink};
-use crate::frame_reader::{self, FrameError};
 use crate::heartbeat::Heartbeat;
-use crate::outbox::{append_pong, outbox, Frames, Outbox, OutboxReceiver, LAZY_FLUSH_DELAY};
+use crate::outbox::{outbox, Frames, Outbox, OutboxReceiver, LAZY_FLUSH_DELAY};
 use crate::pending::{Link, LAZY_FLUSH_MIN_IN_FLIGHT};
 use crate::protocol::envelope::{
     decode_command_response, decode_event_array, scan_command_response, Outgoing, VoltEvent,
 };
 use crate::protocol::socket::{Packet, PacketType};
+use crate::protocol::websocket::append_pong;
+use crate::protocol::websocket::{self, FrameError};
 use crate::protocol::{DecodeError, Decoder, Incoming, Limits};
 use crate::reverse_channel::{error_reply, Job, JobSender};
 use crate::slot::Slot;
@@ -496,7 +497,7 @@ impl Io {
         let stream = ws.get_mut();
         let mut handled = 0;
         while handled < BATCH {
-            let flow = match reader.next() {
+            let flow = match reader.next_message() {
                 Ok(Some(message)) => {
                     handled += 1;
                     self.on_message(message, decoder)
@@ -533,8 +534,8 @@ impl Io {
         (Flow::Continue, true)
     }
 
-    fn on_message(&mut self, message: frame_reader::Message<'_>, decoder: &mut Decoder) -> Flow {
-        use frame_reader::Message;
+    fn on_message(&mut self, message: websocket::Message<'_>, decoder: &mut Decoder) -> Flow {
+        use websocket::Message;
         match message {
             Message::Text(text) => {
                 log::trace!("< {text}");
@@ -546,7 +547,7 @@ impl Io {
                 self.on_decoded(decoded)
             }
             Message::Ping(payload) => {
-                append_pong(&mut self.reply_bytes, payload);
+                append_pong(&mut self.reply_bytes, payload, Some(rand::random()));
                 Flow::Continue
             }
             Message::Pong => Flow::Continue,

@@ -37,13 +37,11 @@ mod connection;
 mod enrollment;
 mod error;
 mod events;
-mod frame_reader;
 mod heartbeat;
 mod http;
 mod options;
 mod outbox;
 mod pending;
-pub mod protocol;
 mod reverse_channel;
 mod slot;
 mod tls;
@@ -60,5 +58,7 @@ pub use options::{
     HeartbeatOptions, PayloadFactory, SocketOptions, TlsOptions,
 };
 pub use pending::PendingCommand;
-pub use protocol::message::{TeamClusterDaemonMessage, TunnelStatus};
+pub use volt_protocol::message::{TeamClusterDaemonMessage, TunnelStatus};
+// The codec lives in its own crate; inside the client it reads as a module.
 pub use reverse_channel::{CommandContext, CommandResult, HandlerError, ReverseChannelHandler};
+use volt_protocol as protocol;

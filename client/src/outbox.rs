@@ -17,6 +17,7 @@ use mio::Waker;
 use parking_lot::{Condvar, Mutex};
 
 use crate::protocol::envelope::Outgoing;
+use crate::protocol::websocket::{append_frame, MAX_HEADER, OPCODE_BINARY, OPCODE_TEXT};
 use crate::transport::Stream;
 use crate::wire::{SharedSocket, Tell};
 
@@ -36,9 +37,6 @@ impl<'a> From<&'a Outgoing> for Frames<'a> {
         }
     }
 }
-
-const OPCODE_TEXT: u8 = 0x1;
-const OPCODE_BINARY: u8 = 0x2;
 
 impl Frames<'_> {
     /// The largest frame in bytes (what the server's `maxPayload` limits).
@@ -61,59 +59,10 @@ impl Frames<'_> {
 
     /// Appends every frame, masked, to `buf`.
     pub(crate) fn append_to(&self, buf: &mut Vec<u8>) {
-        append_frame(buf, OPCODE_TEXT, self.text.as_bytes());
+        append_frame(buf, OPCODE_TEXT, self.text.as_bytes(), Some(rand::random()));
         for a in self.attachments {
-            append_frame(buf, OPCODE_BINARY, a);
+            append_frame(buf, OPCODE_BINARY, a, Some(rand::random()));
         }
-    }
-}
-
-/// Appends a pong answering a ping's `payload` (RFC 6455 §5.5.3).
-pub(crate) fn append_pong(buf: &mut Vec<u8>, payload: &[u8]) {
-    const OPCODE_PONG: u8 = 0xA;
-    append_frame(buf, OPCODE_PONG, payload);
-}
-
-/// A client frame's header at most: 2 bytes, 8 of length, 4 of mask.
-const MAX_HEADER: usize = 14;
-
-/// Appends one final, masked client frame (RFC 6455 §5.2), byte for byte
-/// what tungstenite writes for the same mask.
-fn append_frame(buf: &mut Vec<u8>, opcode: u8, payload: &[u8]) {
-    const MASKED: u8 = 0x80;
-    let mask: [u8; 4] = rand::random();
-    buf.reserve(payload.len() + MAX_HEADER);
-    buf.push(0x80 | opcode);
-    let len = payload.len();
-    if len < 126 {
-        buf.push(MASKED | len as u8);
-    } else if let Ok(len) = u16::try_from(len) {
-        buf.push(MASKED | 126);
-        buf.extend_from_slice(&len.to_be_bytes());
-    } else {
-        buf.push(MASKED | 127);
-        buf.extend_from_slice(&(len as u64).to_be_bytes());
-    }
-    buf.extend_from_slice(&mask);
-    let start = buf.len();
-    buf.extend_from_slice(payload);
-    apply_mask(&mut buf[start..], mask);
-}
-
-/// XORs `data` with the repeated `mask`, eight bytes at a time.
-fn apply_mask(data: &mut [u8], mask: [u8; 4]) {
-    let wide = u64::from_ne_bytes([
-        mask[0], mask[1], mask[2], mask[3], mask[0], mask[1], mask[2], mask[3],
-    ]);
-    let mut chunks = data.chunks_exact_mut(8);
-    for chunk in &mut chunks {
-        let mut word = [0u8; 8];
-        word.copy_from_slice(chunk);
-        chunk.copy_from_slice(&(u64::from_ne_bytes(word) ^ wide).to_ne_bytes());
-    }
-    // Chunks are 8 bytes, so the remainder starts at mask index 0.
-    for (i, b) in chunks.into_remainder().iter_mut().enumerate() {
-        *b ^= mask[i % 4];
     }
 }
 
@@ -375,37 +324,6 @@ impl Drop for OutboxReceiver {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tungstenite::protocol::frame::coding::{Data, OpCode};
-    use tungstenite::protocol::frame::Frame;
-
-    fn tungstenite_frame(opcode: u8, payload: &[u8], mask: [u8; 4]) -> Vec<u8> {
-        let data = if opcode == OPCODE_TEXT {
-            Data::Text
-        } else {
-            Data::Binary
-        };
-        let mut frame = Frame::message(payload.to_vec(), OpCode::Data(data), true);
-        frame.header_mut().mask = Some(mask);
-        let mut out = Vec::new();
-        frame.format(&mut out).unwrap();
-        out
-    }
-
-    #[test]
-    fn frames_are_byte_for_byte_what_tungstenite_writes() {
-        for len in [0, 1, 7, 8, 9, 125, 126, 127, 1000, 65_535, 65_536, 70_001] {
-            let payload: Vec<u8> = (0..len).map(|i| (i * 31 % 251) as u8).collect();
-            for opcode in [OPCODE_TEXT, OPCODE_BINARY] {
-                let mut ours = Vec::new();
-                append_frame(&mut ours, opcode, &payload);
-                // The mask is random: read it back from where it sits.
-                let at = ours.len() - payload.len() - 4;
-                let mask = [ours[at], ours[at + 1], ours[at + 2], ours[at + 3]];
-                assert_eq!(ours, tungstenite_frame(opcode, &payload, mask), "len {len}");
-            }
-        }
-    }
-
     #[test]
     fn wire_len_bounds_the_framed_size() {
         let attachments = vec![vec![1u8; 200], vec![2u8; 70_000]];
@@ -417,19 +335,5 @@ mod tests {
         frames.append_to(&mut buf);
         assert!(buf.len() <= frames.wire_len());
         assert_eq!(frames.largest(), 70_000);
-    }
-
-    #[test]
-    fn masking_is_its_own_inverse_at_every_length() {
-        for len in 0..40 {
-            let data: Vec<u8> = (0..len).map(|i| i as u8).collect();
-            let mut masked = data.clone();
-            apply_mask(&mut masked, [1, 2, 3, 4]);
-            for (i, (m, d)) in masked.iter().zip(&data).enumerate() {
-                assert_eq!(*m, d ^ [1, 2, 3, 4][i % 4]);
-            }
-            apply_mask(&mut masked, [1, 2, 3, 4]);
-            assert_eq!(masked, data);
-        }
     }
 }

@@ -14,9 +14,9 @@ use tungstenite::protocol::WebSocketConfig;
 use tungstenite::WebSocket;
 
 use crate::error::DaemonClientError;
-use crate::frame_reader::{FrameReader, Message};
 use crate::options::{SocketOptions, TlsOptions};
 use crate::protocol::engine::{EnginePacket, Handshake};
+use crate::protocol::websocket::{FrameReader, Message};
 
 /// Bytes read from the socket per read call.
 const READ_BUFFER: usize = 16 * 1024;
@@ -445,7 +445,7 @@ fn read_open(
 ) -> Result<Handshake, DaemonClientError> {
     const STEP: &str = "Engine.IO handshake";
     loop {
-        match reader.next().map_err(|e| failed(STEP, e))? {
+        match reader.next_message().map_err(|e| failed(STEP, e))? {
             Some(Message::Text(text)) => {
                 return match EnginePacket::decode(text) {
                     Ok(EnginePacket::Open(h)) => Ok(h),
@@ -501,10 +501,10 @@ mod tests {
         let mut reader = FrameReader::new(1024);
         reader.preload(&stream.end_handshake());
         assert_eq!(
-            reader.next().unwrap(),
+            reader.next_message().unwrap(),
             Some(Message::Text("0{\"sid\":\"s\"}"))
         );
-        assert_eq!(reader.next().unwrap(), Some(Message::Text("2")));
-        assert_eq!(reader.next().unwrap(), None);
+        assert_eq!(reader.next_message().unwrap(), Some(Message::Text("2")));
+        assert_eq!(reader.next_message().unwrap(), None);
     }
 }

@@ -32,7 +32,7 @@ use mio::{Interest, Registry};
 use parking_lot::Mutex;
 use tungstenite::WebSocket;
 
-use crate::frame_reader::FrameReader;
+use crate::protocol::websocket::FrameReader;
 use crate::protocol::Decoder;
 use crate::transport::{Stream, SOCKET};
 
@@ -315,7 +315,7 @@ mod tests {
     use tungstenite::protocol::Role;
 
     use super::*;
-    use crate::frame_reader::Message;
+    use crate::protocol::websocket::Message;
     use crate::protocol::Limits;
 
     const LIMIT: Duration = Duration::from_secs(10);
@@ -422,9 +422,12 @@ mod tests {
             "frames were left: the socket is back"
         );
         for rest in &frames[2..] {
-            assert_eq!(wire.reader.next().unwrap(), Some(Message::Text(rest)));
+            assert_eq!(
+                wire.reader.next_message().unwrap(),
+                Some(Message::Text(rest))
+            );
         }
-        assert_eq!(wire.reader.next().unwrap(), None);
+        assert_eq!(wire.reader.next_message().unwrap(), None);
     }
 
     #[test]

@@ -6,7 +6,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use volt_daemon_client::protocol::{Decoder, Incoming};
+use volt_protocol::{Decoder, Incoming};
 use volt_fuzz::{check_packet, split_frames, Frame};
 
 fuzz_target!(|data: &[u8]| {

@@ -6,7 +6,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
-use volt_daemon_client::protocol::envelope::VoltEvent;
+use volt_protocol::envelope::VoltEvent;
 use volt_fuzz::{assert_event_round_trips, has_float};
 
 const NAMES: &[&str] = &[

@@ -5,7 +5,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
-use volt_daemon_client::TeamClusterDaemonMessage;
+use volt_protocol::message::TeamClusterDaemonMessage;
 use volt_fuzz::has_float;
 
 fuzz_target!(|data: &[u8]| {

@@ -2,9 +2,9 @@
 //! target and the round-trip oracles.
 
 use serde_json::Value;
-use volt_daemon_client::protocol::binary::Complete;
-use volt_daemon_client::protocol::envelope::VoltEvent;
-use volt_daemon_client::protocol::{Decoder, Incoming, Limits};
+use volt_protocol::binary::Complete;
+use volt_protocol::envelope::VoltEvent;
+use volt_protocol::{Decoder, Incoming, Limits};
 
 /// Limits small enough that the fuzzer reaches every limit check.
 pub fn small_limits() -> Limits {
@@ -140,7 +140,7 @@ pub fn check_fast_path(d: &Decoder, text: &str) {
 /// The mock server's raw `command` read (payload left raw) agrees with
 /// the general path whenever it answers.
 pub fn check_command_ref(d: &Decoder, text: &str, nsp: &str) {
-    use volt_daemon_client::protocol::envelope::decode_command_ref;
+    use volt_protocol::envelope::decode_command_ref;
     let Some(raw) = d.event_json(text, nsp).and_then(decode_command_ref) else {
         return;
     };
@@ -165,7 +165,7 @@ pub fn check_command_ref(d: &Decoder, text: &str, nsp: &str) {
 /// without validating it, so it may take a frame the general path rejects,
 /// and then `data` must not parse.
 pub fn check_reply_paths(d: &Decoder, text: &str, nsp: &str) {
-    use volt_daemon_client::protocol::envelope::{decode_command_response, scan_command_response};
+    use volt_protocol::envelope::{decode_command_response, scan_command_response};
     let Some(json) = d.event_json(text, nsp) else {
         return;
     };

@@ -22,14 +22,14 @@ use serde_json::{json, Map, Value};
 use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
 use tungstenite::{Message, WebSocket};
-use volt_daemon_client::protocol::binary::Complete;
-use volt_daemon_client::protocol::envelope::{
+use volt_protocol::binary::Complete;
+use volt_protocol::envelope::{
     decode_command_ref, names, CommandRequest, ErrorBody, ReplyBody, ReverseCommand,
     ReverseResponse, ReverseStreamEnd, VoltEvent,
 };
-use volt_daemon_client::protocol::json::{write_str as write_json_str, write_value as write_json};
-use volt_daemon_client::protocol::socket::{encode_header, Packet, PacketType};
-use volt_daemon_client::protocol::{DecodeError, Decoder, Incoming, Limits};
+use volt_protocol::json::{write_str as write_json_str, write_value as write_json};
+use volt_protocol::socket::{encode_header, Packet, PacketType};
+use volt_protocol::{DecodeError, Decoder, Incoming, Limits};
 
 use crate::config::ServerConfig;
 use crate::events::EventLog;
@@ -1761,7 +1761,7 @@ impl Core {
         let id = self
             .newest(cluster)
             .ok_or_else(|| DispatchError::NotConnected(cluster.into()))?;
-        let text = volt_daemon_client::protocol::envelope::event_frame(
+        let text = volt_protocol::envelope::event_frame(
             &self.shared.config.namespace,
             names::MESSAGE,
             &message.to_string(),
@@ -1916,7 +1916,7 @@ impl Core {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use volt_daemon_client::protocol::envelope::CommandResponse;
+    use volt_protocol::envelope::CommandResponse;
 
     #[test]
     fn borrowed_command_response_matches_the_codec() {

@@ -37,4 +37,4 @@ pub use model::{
     RawFrame, RejectRegistration, Responder, ReverseReply, ServerEvent, Stats,
 };
 pub use server::{Server, ServerHandle, StartError};
-pub use volt_daemon_client::protocol::envelope::{CommandRequest, ErrorBody};
+pub use volt_protocol::envelope::{CommandRequest, ErrorBody};

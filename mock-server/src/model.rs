@@ -8,7 +8,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
-use volt_daemon_client::protocol::envelope::{CommandRequest, ErrorBody};
+use volt_protocol::envelope::{CommandRequest, ErrorBody};
 
 /// Milliseconds since the Unix epoch, as the admin API reports times.
 pub fn epoch_ms() -> u64 {

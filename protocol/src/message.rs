@@ -30,7 +30,7 @@ macro_rules! message_types {
         /// types with fields of the wrong shape become [`Other`](Self::Other)).
         ///
         /// ```
-        /// use volt_daemon_client::TeamClusterDaemonMessage;
+        /// use volt_protocol::message::TeamClusterDaemonMessage;
         /// use serde_json::json;
         /// let m: TeamClusterDaemonMessage =
         ///     serde_json::from_value(json!({"type":"tunnel-close","tunnelId":"t1"})).unwrap();

@@ -6,7 +6,7 @@ use thiserror::Error;
 /// Why a frame or packet could not be decoded.
 ///
 /// ```
-/// use volt_daemon_client::protocol::{socket::Packet, DecodeError, Limits};
+/// use volt_protocol::{socket::Packet, DecodeError, Limits};
 /// let err = Packet::decode("9", &Limits::default()).unwrap_err();
 /// assert_eq!(err, DecodeError::BadPacketType('9'));
 /// ```

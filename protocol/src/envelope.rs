@@ -309,7 +309,7 @@ impl VoltEvent {
     /// Reads an event from a complete `EVENT`/`BINARY_EVENT` packet.
     ///
     /// ```
-    /// use volt_daemon_client::protocol::{envelope::VoltEvent, Decoder, Incoming, Limits};
+    /// use volt_protocol::{envelope::VoltEvent, Decoder, Incoming, Limits};
     /// let mut d = Decoder::new(Limits::default());
     /// let Some(Incoming::Packet(p)) = d.text(r#"42/daemon,["command-response",{"requestId":"r1","ok":true}]"#).unwrap() else { panic!() };
     /// let VoltEvent::CommandResponse(r) = VoltEvent::from_packet(p).unwrap() else { panic!() };
@@ -416,7 +416,7 @@ impl VoltEvent {
     /// body or chunk).
     ///
     /// ```
-    /// use volt_daemon_client::protocol::envelope::{CommandRequest, VoltEvent};
+    /// use volt_protocol::envelope::{CommandRequest, VoltEvent};
     /// let out = VoltEvent::Command(CommandRequest {
     ///     request_id: "r1".into(), command: "echo".into(), payload: None,
     /// }).encode("/daemon");
@@ -484,7 +484,7 @@ impl VoltEvent {
 /// falls back to the general path, which names the error.
 ///
 /// ```
-/// use volt_daemon_client::protocol::envelope::{decode_event_array, VoltEvent};
+/// use volt_protocol::envelope::{decode_event_array, VoltEvent};
 /// let e = decode_event_array(r#"["command-response",{"requestId":"r1","ok":true,"data":[1]}]"#);
 /// assert!(matches!(e, Some(Ok(VoltEvent::CommandResponse(r))) if r.request_id == "r1"));
 /// ```
@@ -501,7 +501,7 @@ pub fn decode_event_array(json: &str) -> Option<Result<VoltEvent, DecodeError>> 
 /// every field: `data` parses to the value `decode_event_array` gives.
 ///
 /// ```
-/// use volt_daemon_client::protocol::envelope::decode_command_response;
+/// use volt_protocol::envelope::decode_command_response;
 /// let r = decode_command_response(r#"["command-response",{"requestId":"r1","ok":true,"data":{"a":[1]}}]"#).unwrap();
 /// assert_eq!((r.request_id.as_ref(), r.ok), ("r1", true));
 /// assert_eq!(r.data.unwrap().get(), r#"{"a":[1]}"#);
@@ -517,7 +517,7 @@ pub fn decode_command_response(json: &str) -> Option<CommandResponseRef<'_>> {
 /// server's `echo`) that sends the payload back as it came.
 ///
 /// ```
-/// use volt_daemon_client::protocol::envelope::decode_command_ref;
+/// use volt_protocol::envelope::decode_command_ref;
 /// let c = decode_command_ref(r#"["command",{"requestId":"r1","command":"echo","payload":{"a": 1}}]"#).unwrap();
 /// assert_eq!((c.request_id.as_ref(), c.command.as_ref()), ("r1", "echo"));
 /// assert_eq!(c.payload.unwrap().get(), r#"{"a": 1}"#);
@@ -552,7 +552,7 @@ pub struct ScannedResponse<'a> {
 /// connection thread.
 ///
 /// ```
-/// use volt_daemon_client::protocol::envelope::scan_command_response;
+/// use volt_protocol::envelope::scan_command_response;
 /// let r = scan_command_response(r#"["command-response",{"requestId":"r1","ok":true,"data":{"a":"}"}}]"#).unwrap();
 /// assert_eq!((r.request_id, r.data), ("r1", Some(r#"{"a":"}"}"#)));
 /// // An extra field after `data`: not this shape.
@@ -725,7 +725,7 @@ impl<'de> serde::de::Visitor<'de> for EventArray {
 /// `VoltEvent::Command(..).encode(namespace)` would write it.
 ///
 /// ```
-/// use volt_daemon_client::protocol::envelope::{encode_command, CommandRequest, VoltEvent};
+/// use volt_protocol::envelope::{encode_command, CommandRequest, VoltEvent};
 /// let payload = serde_json::json!({"id": "c1"});
 /// let fast = encode_command("/daemon", "r1", "stats", Some(&payload));
 /// let slow = VoltEvent::Command(CommandRequest {
@@ -748,7 +748,7 @@ pub fn encode_command(
 /// commands allocates nothing once grown).
 ///
 /// ```
-/// use volt_daemon_client::protocol::envelope::{encode_command, encode_command_into};
+/// use volt_protocol::envelope::{encode_command, encode_command_into};
 /// let mut buf = String::new();
 /// encode_command_into(&mut buf, "/", "r1", "ping", None);
 /// assert_eq!(buf, encode_command("/", "r1", "ping", None));

@@ -10,19 +10,19 @@ use proptest::collection::{btree_map, vec};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngAlgorithm, TestCaseError, TestRng, TestRunner};
 use serde_json::{Map, Number, Value};
-use volt_daemon_client::protocol::binary::{deconstruct, event_packet, reconstruct, BinaryValue};
-use volt_daemon_client::protocol::engine::WsFrame;
-use volt_daemon_client::protocol::envelope::{
+use volt_protocol::binary::{deconstruct, event_packet, reconstruct, BinaryValue};
+use volt_protocol::engine::WsFrame;
+use volt_protocol::envelope::{
     CommandRequest, CommandResponse, ErrorBody, ReplyBody, ReverseCommand, ReverseResponse,
     ReverseStream, ReverseStreamEnd, VoltEvent,
 };
-use volt_daemon_client::protocol::message::{
+use volt_protocol::message::TeamClusterDaemonMessage as Msg;
+use volt_protocol::message::{
     ExposureSnapshot, SessionClose, SessionData, SessionInput, SessionOpen, SessionResize,
     TunnelClose, TunnelData, TunnelOpen, TunnelState, TunnelStatus,
 };
-use volt_daemon_client::protocol::socket::{Packet, PacketType};
-use volt_daemon_client::protocol::{Decoder, Incoming, Limits};
-use volt_daemon_client::TeamClusterDaemonMessage as Msg;
+use volt_protocol::socket::{Packet, PacketType};
+use volt_protocol::{Decoder, Incoming, Limits};
 
 const SEED: [u8; 32] = *b"volt-daemon-client codec props!!";
 
@@ -683,7 +683,7 @@ fn fast_path_agrees(text: &str, nsp: &str) -> Result<(), TestCaseError> {
 /// so a frame the general path rejects may be taken, and then its `data`
 /// must fail to parse (the caller gets the error for that command).
 fn scanned_response_agrees(d: &Decoder, text: &str, nsp: &str) -> Result<(), TestCaseError> {
-    use volt_daemon_client::protocol::envelope::scan_command_response;
+    use volt_protocol::envelope::scan_command_response;
     let Some(scanned) = d.event_json(text, nsp).and_then(scan_command_response) else {
         return Ok(());
     };
@@ -712,7 +712,7 @@ fn scanned_response_agrees(d: &Decoder, text: &str, nsp: &str) -> Result<(), Tes
 /// The command-response path (data left raw) agrees with the general path
 /// field for field, `data` once parsed.
 fn raw_response_agrees(d: &Decoder, text: &str, nsp: &str) -> Result<(), TestCaseError> {
-    use volt_daemon_client::protocol::envelope::decode_command_response;
+    use volt_protocol::envelope::decode_command_response;
     scanned_response_agrees(d, text, nsp)?;
     let Some(raw) = d.event_json(text, nsp).and_then(decode_command_response) else {
         return Ok(());
@@ -810,7 +810,7 @@ fn mangled_command_response() -> impl Strategy<Value = String> {
 fn a_raw_control_character_in_the_request_id_is_left_to_the_general_path() {
     // Found by cargo-fuzz: not valid JSON, so the general path rejects the
     // frame; the scanner must not take it.
-    use volt_daemon_client::protocol::envelope::scan_command_response;
+    use volt_protocol::envelope::scan_command_response;
     let frame = "[\"command-response\",{\"requestId\":\"r\u{11}\",\"ok\":true,\"data\":{\"a\":4}}]";
     assert_eq!(scan_command_response(frame), None);
     fast_path_agrees(&format!("42{frame}"), "/").unwrap();
@@ -825,7 +825,7 @@ fn scanned_command_responses_agree_with_the_general_path_even_mangled() {
 
 #[test]
 fn encode_command_writes_what_the_envelope_encoder_writes() {
-    use volt_daemon_client::protocol::envelope::{encode_command, CommandRequest};
+    use volt_protocol::envelope::{encode_command, CommandRequest};
     check(
         512,
         (namespace(), text(), text(), prop::option::of(json())),

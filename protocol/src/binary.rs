@@ -9,7 +9,7 @@ use super::DecodeError;
 /// A payload tree that may hold byte buffers, as a socket.io payload can.
 ///
 /// ```
-/// use volt_daemon_client::protocol::binary::{deconstruct, reconstruct, BinaryValue};
+/// use volt_protocol::binary::{deconstruct, reconstruct, BinaryValue};
 /// let v = BinaryValue::Array(vec![BinaryValue::Json("blob".into()), BinaryValue::Bytes(vec![1, 2])]);
 /// let (json, buffers) = deconstruct(v.clone());
 /// assert_eq!(json, serde_json::json!(["blob", {"_placeholder": true, "num": 0}]));
@@ -145,7 +145,7 @@ pub struct Complete {
 /// Collects the binary frames that follow a binary packet header.
 ///
 /// ```
-/// use volt_daemon_client::protocol::{binary::Reassembler, socket::Packet, Limits};
+/// use volt_protocol::{binary::Reassembler, socket::Packet, Limits};
 /// let limits = Limits::default();
 /// let header = Packet::decode(r#"51-/daemon,["blob",{"_placeholder":true,"num":0}]"#, &limits).unwrap();
 /// let mut r = Reassembler::default();

@@ -1,11 +1,11 @@
 //! Hostile input, one class per test: each must become the specific
 //! `DecodeError` that names it, never a panic, a hang or a stack overflow.
 
-use volt_daemon_client::protocol::binary::{check_placeholders, reconstruct};
-use volt_daemon_client::protocol::engine::EnginePacket;
-use volt_daemon_client::protocol::envelope::VoltEvent;
-use volt_daemon_client::protocol::socket::Packet;
-use volt_daemon_client::protocol::{DecodeError, Decoder, Incoming, Limits};
+use volt_protocol::binary::{check_placeholders, reconstruct};
+use volt_protocol::engine::EnginePacket;
+use volt_protocol::envelope::VoltEvent;
+use volt_protocol::socket::Packet;
+use volt_protocol::{DecodeError, Decoder, Incoming, Limits};
 
 fn decoder() -> Decoder {
     Decoder::new(Limits::default())

@@ -4,8 +4,8 @@ mod e2e_support;
 
 use e2e_support::*;
 use serde_json::json;
-use volt_daemon_client::protocol::message::{SessionData, TunnelState};
 use volt_daemon_client::{TeamClusterDaemonMessage as Msg, TunnelStatus};
+use volt_protocol::message::{SessionData, TunnelState};
 use volt_testkit::{fail_on_unexpected_panics, MockServer, ServerEvent, DEFAULT_CLUSTER};
 
 #[test]

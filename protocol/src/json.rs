@@ -9,7 +9,7 @@ use serde_json::Value;
 /// byte by byte; strings are the bulk of most payloads).
 ///
 /// ```
-/// use volt_daemon_client::protocol::json::write_value;
+/// use volt_protocol::json::write_value;
 /// let v = serde_json::json!({"a": [1, "two\n", null]});
 /// let mut out = Vec::new();
 /// write_value(&mut out, &v);

@@ -71,7 +71,7 @@ impl PacketType {
 /// One Socket.IO packet (the part after the Engine.IO `4`).
 ///
 /// ```
-/// use volt_daemon_client::protocol::{socket::{Packet, PacketType}, Limits};
+/// use volt_protocol::{socket::{Packet, PacketType}, Limits};
 /// let p = Packet::decode(r#"2/daemon,["message",{"type":"x"}]"#, &Limits::default()).unwrap();
 /// assert_eq!(p.packet_type, PacketType::Event);
 /// assert_eq!(p.namespace, "/daemon");

@@ -1,9 +1,11 @@
-//! Reading the server's WebSocket frames (RFC 6455 §5) ourselves, once the
-//! connection is open. tungstenite's reader zero-fills its buffer before
+//! The WebSocket frame codec (RFC 6455 §5), free of I/O: reading a peer's
+//! frames into messages, and framing (and masking) outgoing ones.
+//!
+//! Reading: once the connection is open. tungstenite's reader zero-fills its buffer before
 //! every read, checks and copies each frame into a fresh `Bytes`, and its
 //! messages own their payload; here a frame's payload is borrowed from one
 //! reused buffer, and only a fragmented message is copied (into another
-//! reused buffer). Parsing is separate from I/O: [`FrameReader::next`]
+//! reused buffer). Parsing is separate from I/O: [`FrameReader::next_message`]
 //! works on what [`FrameReader::fill`] read, and is tested without a socket.
 
 use std::io::{self, Read};
@@ -16,25 +18,36 @@ const KEEP_BUFFER: usize = 1 << 20;
 
 /// A complete message from the server.
 #[derive(Debug, PartialEq, Eq)]
-pub(crate) enum Message<'a> {
+pub enum Message<'a> {
+    /// A text message (UTF-8 checked).
     Text(&'a str),
+    /// A binary message.
     Binary(&'a [u8]),
     /// Must be answered with a pong carrying the same payload.
     Ping(&'a [u8]),
+    /// A pong (its payload is of no use to a client).
     Pong,
+    /// The peer closes the connection.
     Close,
 }
 
 /// Why the stream of frames cannot go on.
 #[derive(Debug, PartialEq, Eq)]
-pub(crate) enum FrameError {
+pub enum FrameError {
     /// A frame or message is larger than the limit.
-    TooLarge { size: u64, max: usize },
+    TooLarge {
+        /// The size announced or reached, in bytes.
+        size: u64,
+        /// The limit, in bytes.
+        max: usize,
+    },
     /// A text message is not UTF-8.
     NotUtf8,
     /// Anything else RFC 6455 forbids (the reason says what).
     Protocol(&'static str),
 }
+
+impl std::error::Error for FrameError {}
 
 impl std::fmt::Display for FrameError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -49,7 +62,7 @@ impl std::fmt::Display for FrameError {
 }
 
 /// Frames in, messages out.
-pub(crate) struct FrameReader {
+pub struct FrameReader {
     /// Always fully initialized (`len` is the capacity in use), so reads go
     /// straight into it without zero-filling again.
     buf: Vec<u8>,
@@ -62,13 +75,6 @@ pub(crate) struct FrameReader {
     max_message: usize,
 }
 
-const OP_CONTINUATION: u8 = 0x0;
-const OP_TEXT: u8 = 0x1;
-const OP_BINARY: u8 = 0x2;
-const OP_CLOSE: u8 = 0x8;
-const OP_PING: u8 = 0x9;
-const OP_PONG: u8 = 0xA;
-
 /// One parsed frame: where its payload sits in `buf`.
 struct Frame {
     fin: bool,
@@ -78,7 +84,7 @@ struct Frame {
 
 impl FrameReader {
     /// A reader that refuses frames and messages over `max_message` bytes.
-    pub(crate) fn new(max_message: usize) -> Self {
+    pub fn new(max_message: usize) -> Self {
         FrameReader {
             buf: Vec::new(),
             start: 0,
@@ -90,7 +96,7 @@ impl FrameReader {
     }
 
     /// Adds bytes already read elsewhere (what followed the handshake).
-    pub(crate) fn preload(&mut self, bytes: &[u8]) {
+    pub fn preload(&mut self, bytes: &[u8]) {
         self.make_room();
         if self.buf.len() - self.end < bytes.len() {
             self.buf.resize(self.end + bytes.len(), 0);
@@ -101,7 +107,7 @@ impl FrameReader {
 
     /// Reads once from `stream` into the buffer; `Ok(0)` is the end of
     /// the stream.
-    pub(crate) fn fill(&mut self, stream: &mut impl Read) -> io::Result<usize> {
+    pub fn fill(&mut self, stream: &mut impl Read) -> io::Result<usize> {
         self.make_room();
         let n = stream.read(&mut self.buf[self.end..])?;
         self.end += n;
@@ -135,7 +141,7 @@ impl FrameReader {
 
     /// The next complete message in what was read, `Ok(None)` when more
     /// bytes are needed.
-    pub(crate) fn next(&mut self) -> Result<Option<Message<'_>>, FrameError> {
+    pub fn next_message(&mut self) -> Result<Option<Message<'_>>, FrameError> {
         // The last message handed out is done with: a large assembled one
         // gives its memory back.
         if self.partial.is_none() && self.assembled.capacity() > KEEP_BUFFER {
@@ -146,20 +152,20 @@ impl FrameReader {
                 return Ok(None);
             };
             match frame.opcode {
-                OP_TEXT | OP_BINARY if self.partial.is_some() => {
+                OPCODE_TEXT | OPCODE_BINARY if self.partial.is_some() => {
                     return Err(FrameError::Protocol(
                         "a new message started inside a fragmented one",
                     ))
                 }
-                OP_TEXT | OP_BINARY if frame.fin => {
+                OPCODE_TEXT | OPCODE_BINARY if frame.fin => {
                     return message(frame.opcode, &self.buf[frame.payload]).map(Some)
                 }
-                OP_TEXT | OP_BINARY => {
+                OPCODE_TEXT | OPCODE_BINARY => {
                     self.partial = Some(frame.opcode);
                     self.assembled.clear();
                     self.assembled.extend_from_slice(&self.buf[frame.payload]);
                 }
-                OP_CONTINUATION => {
+                OPCODE_CONTINUATION => {
                     let Some(opcode) = self.partial else {
                         return Err(FrameError::Protocol(
                             "a continuation frame without a message to continue",
@@ -178,9 +184,9 @@ impl FrameReader {
                         return message(opcode, &self.assembled).map(Some);
                     }
                 }
-                OP_CLOSE => return Ok(Some(Message::Close)),
-                OP_PING => return Ok(Some(Message::Ping(&self.buf[frame.payload]))),
-                OP_PONG => return Ok(Some(Message::Pong)),
+                OPCODE_CLOSE => return Ok(Some(Message::Close)),
+                OPCODE_PING => return Ok(Some(Message::Ping(&self.buf[frame.payload]))),
+                OPCODE_PONG => return Ok(Some(Message::Pong)),
                 _ => return Err(FrameError::Protocol("a frame with a reserved opcode")),
             }
         }
@@ -190,13 +196,13 @@ impl FrameReader {
     /// `take` accepts; anything else (a fragment, a control frame, bytes
     /// that are not a frame yet or not a valid one) stays for
     /// [`next`](Self::next), which reports it exactly as before.
-    pub(crate) fn take_text_if(&mut self, take: impl FnOnce(&str) -> bool) -> bool {
+    pub fn take_text_if(&mut self, take: impl FnOnce(&str) -> bool) -> bool {
         if self.partial.is_some() {
             return false;
         }
         let start = self.start;
         let taken = match self.parse() {
-            Ok(Some(frame)) if frame.fin && frame.opcode == OP_TEXT => {
+            Ok(Some(frame)) if frame.fin && frame.opcode == OPCODE_TEXT => {
                 std::str::from_utf8(&self.buf[frame.payload]).is_ok_and(take)
             }
             _ => false,
@@ -208,7 +214,7 @@ impl FrameReader {
     }
 
     /// Whether bytes were read that no message has consumed yet.
-    pub(crate) fn has_unread(&self) -> bool {
+    pub fn has_unread(&self) -> bool {
         self.start < self.end
     }
 
@@ -268,7 +274,7 @@ impl FrameReader {
 }
 
 fn message(opcode: u8, payload: &[u8]) -> Result<Message<'_>, FrameError> {
-    if opcode == OP_TEXT {
+    if opcode == OPCODE_TEXT {
         std::str::from_utf8(payload)
             .map(Message::Text)
             .map_err(|_| FrameError::NotUtf8)
@@ -277,9 +283,122 @@ fn message(opcode: u8, payload: &[u8]) -> Result<Message<'_>, FrameError> {
     }
 }
 
+/// Opcode of a continuation frame (RFC 6455 §5.2).
+pub const OPCODE_CONTINUATION: u8 = 0x0;
+/// Opcode of a text frame.
+pub const OPCODE_TEXT: u8 = 0x1;
+/// Opcode of a binary frame.
+pub const OPCODE_BINARY: u8 = 0x2;
+/// Opcode of a close frame.
+pub const OPCODE_CLOSE: u8 = 0x8;
+/// Opcode of a ping frame.
+pub const OPCODE_PING: u8 = 0x9;
+/// Opcode of a pong frame.
+pub const OPCODE_PONG: u8 = 0xA;
+
+/// A frame's header at most: 2 bytes, 8 of length, 4 of mask.
+pub const MAX_HEADER: usize = 14;
+
+/// Appends one final frame (RFC 6455 §5.2) to `buf`: masked with `mask`
+/// when a client sends it, unmasked (`None`) when a server does. Byte for
+/// byte what tungstenite writes for the same mask.
+///
+/// ```
+/// use volt_protocol::websocket::{append_frame, OPCODE_TEXT};
+/// let mut buf = Vec::new();
+/// append_frame(&mut buf, OPCODE_TEXT, b"2", None);
+/// assert_eq!(buf, [0x81, 0x01, b'2']);
+/// ```
+pub fn append_frame(buf: &mut Vec<u8>, opcode: u8, payload: &[u8], mask: Option<[u8; 4]>) {
+    const MASKED: u8 = 0x80;
+    let masked = if mask.is_some() { MASKED } else { 0 };
+    buf.reserve(payload.len() + MAX_HEADER);
+    buf.push(0x80 | opcode);
+    let len = payload.len();
+    if len < 126 {
+        buf.push(masked | len as u8);
+    } else if let Ok(len) = u16::try_from(len) {
+        buf.push(masked | 126);
+        buf.extend_from_slice(&len.to_be_bytes());
+    } else {
+        buf.push(masked | 127);
+        buf.extend_from_slice(&(len as u64).to_be_bytes());
+    }
+    let start = match mask {
+        Some(mask) => {
+            buf.extend_from_slice(&mask);
+            Some((buf.len(), mask))
+        }
+        None => None,
+    };
+    buf.extend_from_slice(payload);
+    if let Some((start, mask)) = start {
+        apply_mask(&mut buf[start..], mask);
+    }
+}
+
+/// Appends a pong answering a ping's `payload` (RFC 6455 §5.5.3).
+pub fn append_pong(buf: &mut Vec<u8>, payload: &[u8], mask: Option<[u8; 4]>) {
+    append_frame(buf, OPCODE_PONG, payload, mask);
+}
+
+/// Appends a close frame with no status (RFC 6455 §5.5.1), as
+/// tungstenite's `close(None)` does.
+pub fn append_close(buf: &mut Vec<u8>, mask: Option<[u8; 4]>) {
+    append_frame(buf, OPCODE_CLOSE, &[], mask);
+}
+
+/// XORs `data` with the repeated `mask`, eight bytes at a time (masking and
+/// unmasking are the same operation).
+pub fn apply_mask(data: &mut [u8], mask: [u8; 4]) {
+    let wide = u64::from_ne_bytes([
+        mask[0], mask[1], mask[2], mask[3], mask[0], mask[1], mask[2], mask[3],
+    ]);
+    let mut chunks = data.chunks_exact_mut(8);
+    for chunk in &mut chunks {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        chunk.copy_from_slice(&(u64::from_ne_bytes(word) ^ wide).to_ne_bytes());
+    }
+    // Chunks are 8 bytes, so the remainder starts at mask index 0.
+    for (i, b) in chunks.into_remainder().iter_mut().enumerate() {
+        *b ^= mask[i % 4];
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tungstenite::protocol::frame::coding::{Data, OpCode};
+    use tungstenite::protocol::frame::Frame;
+
+    fn tungstenite_frame(opcode: u8, payload: &[u8], mask: [u8; 4]) -> Vec<u8> {
+        let data = if opcode == OPCODE_TEXT {
+            Data::Text
+        } else {
+            Data::Binary
+        };
+        let mut frame = Frame::message(payload.to_vec(), OpCode::Data(data), true);
+        frame.header_mut().mask = Some(mask);
+        let mut out = Vec::new();
+        frame.format(&mut out).unwrap();
+        out
+    }
+
+    #[test]
+    fn frames_are_byte_for_byte_what_tungstenite_writes() {
+        for len in [0, 1, 7, 8, 9, 125, 126, 127, 1000, 65_535, 65_536, 70_001] {
+            let payload: Vec<u8> = (0..len).map(|i| (i * 31 % 251) as u8).collect();
+            for opcode in [OPCODE_TEXT, OPCODE_BINARY] {
+                let mut ours = Vec::new();
+                append_frame(&mut ours, opcode, &payload, Some(rand::random()));
+                // The mask is random: read it back from where it sits.
+                let at = ours.len() - payload.len() - 4;
+                let mask = [ours[at], ours[at + 1], ours[at + 2], ours[at + 3]];
+                assert_eq!(ours, tungstenite_frame(opcode, &payload, mask), "len {len}");
+            }
+        }
+    }
 
     /// A server frame (unmasked).
     fn frame(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
@@ -315,7 +434,7 @@ mod tests {
 
     fn drain(reader: &mut FrameReader, out: &mut Vec<String>) -> Result<(), FrameError> {
         {
-            while let Some(m) = reader.next()? {
+            while let Some(m) = reader.next_message()? {
                 out.push(match m {
                     Message::Text(t) => format!("text:{t}"),
                     Message::Binary(b) => format!("binary:{}", b.len()),
@@ -329,37 +448,43 @@ mod tests {
     }
 
     fn sample() -> Vec<u8> {
-        let mut bytes = frame(true, OP_TEXT, b"42[\"a\"]");
-        bytes.extend(frame(true, OP_PING, b"hi"));
-        bytes.extend(frame(false, OP_TEXT, b"42[\"frag"));
-        bytes.extend(frame(true, OP_PONG, b""));
-        bytes.extend(frame(false, OP_CONTINUATION, b"mented"));
-        bytes.extend(frame(true, OP_CONTINUATION, b"\"]"));
-        bytes.extend(frame(true, OP_BINARY, &vec![7u8; 70_000]));
-        bytes.extend(frame(true, OP_TEXT, &[b'x'; 300]));
-        bytes.extend(frame(true, OP_CLOSE, &[3, 232]));
+        let mut bytes = frame(true, OPCODE_TEXT, b"42[\"a\"]");
+        bytes.extend(frame(true, OPCODE_PING, b"hi"));
+        bytes.extend(frame(false, OPCODE_TEXT, b"42[\"frag"));
+        bytes.extend(frame(true, OPCODE_PONG, b""));
+        bytes.extend(frame(false, OPCODE_CONTINUATION, b"mented"));
+        bytes.extend(frame(true, OPCODE_CONTINUATION, b"\"]"));
+        bytes.extend(frame(true, OPCODE_BINARY, &vec![7u8; 70_000]));
+        bytes.extend(frame(true, OPCODE_TEXT, &[b'x'; 300]));
+        bytes.extend(frame(true, OPCODE_CLOSE, &[3, 232]));
         bytes
     }
 
     #[test]
     fn take_text_if_consumes_only_an_accepted_whole_text_frame() {
-        let mut bytes = frame(true, OP_TEXT, b"first");
-        bytes.extend(frame(true, OP_TEXT, b"second"));
-        bytes.extend(frame(true, OP_PING, b"p"));
-        bytes.extend(frame(false, OP_TEXT, b"frag"));
-        bytes.extend(frame(true, OP_CONTINUATION, b"ment"));
-        bytes.extend(frame(true, OP_TEXT, b"last"));
+        let mut bytes = frame(true, OPCODE_TEXT, b"first");
+        bytes.extend(frame(true, OPCODE_TEXT, b"second"));
+        bytes.extend(frame(true, OPCODE_PING, b"p"));
+        bytes.extend(frame(false, OPCODE_TEXT, b"frag"));
+        bytes.extend(frame(true, OPCODE_CONTINUATION, b"ment"));
+        bytes.extend(frame(true, OPCODE_TEXT, b"last"));
         let cut = bytes.len() - 2;
         let mut reader = FrameReader::new(1024);
         reader.fill(&mut &bytes[..cut]).unwrap();
 
         assert!(reader.take_text_if(|t| t == "first"));
         assert!(!reader.take_text_if(|t| t == "other"), "refused: kept");
-        assert_eq!(reader.next().unwrap(), Some(Message::Text("second")));
+        assert_eq!(
+            reader.next_message().unwrap(),
+            Some(Message::Text("second"))
+        );
         assert!(!reader.take_text_if(|_| true), "a ping is not taken");
-        assert_eq!(reader.next().unwrap(), Some(Message::Ping(b"p")));
+        assert_eq!(reader.next_message().unwrap(), Some(Message::Ping(b"p")));
         assert!(!reader.take_text_if(|_| true), "a fragment is not taken");
-        assert_eq!(reader.next().unwrap(), Some(Message::Text("fragment")));
+        assert_eq!(
+            reader.next_message().unwrap(),
+            Some(Message::Text("fragment"))
+        );
         assert!(!reader.take_text_if(|_| true), "an incomplete frame");
         assert!(reader.has_unread());
         reader.fill(&mut &bytes[cut..]).unwrap();
@@ -403,24 +528,28 @@ mod tests {
                 FrameError::Protocol("a frame with a reserved opcode"),
             ),
             (
-                frame(false, OP_PING, b""),
+                frame(false, OPCODE_PING, b""),
                 FrameError::Protocol("a control frame fragmented or over 125 bytes"),
             ),
             (
-                frame(true, OP_PING, &[0; 126]),
+                frame(true, OPCODE_PING, &[0; 126]),
                 FrameError::Protocol("a control frame fragmented or over 125 bytes"),
             ),
             (
-                frame(true, OP_CONTINUATION, b"x"),
+                frame(true, OPCODE_CONTINUATION, b"x"),
                 FrameError::Protocol("a continuation frame without a message to continue"),
             ),
             (
-                [frame(false, OP_TEXT, b"a"), frame(true, OP_TEXT, b"b")].concat(),
+                [
+                    frame(false, OPCODE_TEXT, b"a"),
+                    frame(true, OPCODE_TEXT, b"b"),
+                ]
+                .concat(),
                 FrameError::Protocol("a new message started inside a fragmented one"),
             ),
-            (frame(true, OP_TEXT, &[0xFF, 0xFE]), FrameError::NotUtf8),
+            (frame(true, OPCODE_TEXT, &[0xFF, 0xFE]), FrameError::NotUtf8),
             (
-                frame(true, OP_BINARY, &[0; 101]),
+                frame(true, OPCODE_BINARY, &[0; 101]),
                 FrameError::TooLarge {
                     size: 101,
                     max: 100,
@@ -428,8 +557,8 @@ mod tests {
             ),
             (
                 [
-                    frame(false, OP_BINARY, &[0; 60]),
-                    frame(true, OP_CONTINUATION, &[0; 60]),
+                    frame(false, OPCODE_BINARY, &[0; 60]),
+                    frame(true, OPCODE_CONTINUATION, &[0; 60]),
                 ]
                 .concat(),
                 FrameError::TooLarge {
@@ -469,24 +598,24 @@ mod tests {
     fn memory_grown_for_a_large_message_is_given_back() {
         let mut reader = FrameReader::new(8 << 20);
         let big = [
-            frame(false, OP_BINARY, &vec![1u8; 3 << 20]),
-            frame(true, OP_CONTINUATION, &[2u8; 10]),
+            frame(false, OPCODE_BINARY, &vec![1u8; 3 << 20]),
+            frame(true, OPCODE_CONTINUATION, &[2u8; 10]),
         ]
         .concat();
         let mut src = &big[..];
         let mut got = None;
         while got.is_none() {
             reader.fill(&mut src).unwrap();
-            got = match reader.next().unwrap() {
+            got = match reader.next_message().unwrap() {
                 Some(Message::Binary(b)) => Some(b.len()),
                 _ => None,
             };
         }
         assert_eq!(got, Some((3 << 20) + 10));
-        let small = frame(true, OP_TEXT, b"2");
+        let small = frame(true, OPCODE_TEXT, b"2");
         let mut src = &small[..];
         reader.fill(&mut src).unwrap();
-        assert_eq!(reader.next().unwrap(), Some(Message::Text("2")));
+        assert_eq!(reader.next_message().unwrap(), Some(Message::Text("2")));
         assert!(reader.buf.len() <= KEEP_BUFFER, "{}", reader.buf.len());
         assert!(reader.assembled.capacity() <= KEEP_BUFFER);
     }
@@ -494,12 +623,26 @@ mod tests {
     #[test]
     fn the_buffer_is_reused_not_grown_by_many_small_frames() {
         let mut reader = FrameReader::new(1 << 20);
-        let one = frame(true, OP_TEXT, b"42[\"command-response\",{}]");
+        let one = frame(true, OPCODE_TEXT, b"42[\"command-response\",{}]");
         for _ in 0..10_000 {
             let mut src = &one[..];
             reader.fill(&mut src).unwrap();
-            assert!(matches!(reader.next(), Ok(Some(Message::Text(_)))));
+            assert!(matches!(reader.next_message(), Ok(Some(Message::Text(_)))));
         }
         assert!(reader.buf.len() <= 2 * READ_CHUNK, "{}", reader.buf.len());
+    }
+
+    #[test]
+    fn masking_is_its_own_inverse_at_every_length() {
+        for len in 0..40 {
+            let data: Vec<u8> = (0..len).map(|i| i as u8).collect();
+            let mut masked = data.clone();
+            apply_mask(&mut masked, [1, 2, 3, 4]);
+            for (i, (m, d)) in masked.iter().zip(&data).enumerate() {
+                assert_eq!(*m, d ^ [1, 2, 3, 4][i % 4]);
+            }
+            apply_mask(&mut masked, [1, 2, 3, 4]);
+            assert_eq!(masked, data);
+        }
     }
 }

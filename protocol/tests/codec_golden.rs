@@ -8,19 +8,19 @@
 //! so every observed frame below re-encodes byte for byte.
 
 use serde_json::{json, Map, Value};
-use volt_daemon_client::protocol::binary::{Complete, Reassembler};
-use volt_daemon_client::protocol::engine::{EnginePacket, Handshake, WsFrame};
-use volt_daemon_client::protocol::envelope::{
+use volt_protocol::binary::{Complete, Reassembler};
+use volt_protocol::engine::{EnginePacket, Handshake, WsFrame};
+use volt_protocol::envelope::{
     event_frame, CommandRequest, CommandResponse, ErrorBody, Outgoing, ReplyBody, ReverseCommand,
     ReverseResponse, ReverseStream, ReverseStreamEnd, VoltEvent,
 };
-use volt_daemon_client::protocol::message::{
+use volt_protocol::message::TeamClusterDaemonMessage;
+use volt_protocol::message::{
     ExposureSnapshot, SessionClose, SessionData, SessionInput, SessionOpen, SessionResize,
     TunnelClose, TunnelData, TunnelOpen, TunnelState, TunnelStatus,
 };
-use volt_daemon_client::protocol::socket::{Packet, PacketType};
-use volt_daemon_client::protocol::{Decoder, Incoming, Limits};
-use volt_daemon_client::TeamClusterDaemonMessage;
+use volt_protocol::socket::{Packet, PacketType};
+use volt_protocol::{Decoder, Incoming, Limits};
 
 const NSP: &str = "/daemon";
 

@@ -8,7 +8,7 @@ use super::DecodeError;
 /// The handshake the server sends in its open packet (`0{...}`).
 ///
 /// ```
-/// use volt_daemon_client::protocol::engine::{EnginePacket, Handshake};
+/// use volt_protocol::engine::{EnginePacket, Handshake};
 /// let p = EnginePacket::decode(r#"0{"sid":"abc","upgrades":[],"pingInterval":25000,"pingTimeout":20000,"maxPayload":1000000}"#).unwrap();
 /// let EnginePacket::Open(h) = p else { panic!() };
 /// assert_eq!(h.ping_interval, 25000);
@@ -65,7 +65,7 @@ impl<'a> EnginePacket<'a> {
     /// Decodes one text frame.
     ///
     /// ```
-    /// use volt_daemon_client::protocol::engine::EnginePacket;
+    /// use volt_protocol::engine::EnginePacket;
     /// assert_eq!(EnginePacket::decode("2").unwrap(), EnginePacket::Ping(""));
     /// assert_eq!(EnginePacket::decode("4hello").unwrap(), EnginePacket::Message("hello"));
     /// assert!(EnginePacket::decode("x").is_err());
@@ -91,7 +91,7 @@ impl<'a> EnginePacket<'a> {
     /// Encodes the packet as the text of one frame.
     ///
     /// ```
-    /// use volt_daemon_client::protocol::engine::EnginePacket;
+    /// use volt_protocol::engine::EnginePacket;
     /// assert_eq!(EnginePacket::Pong("").encode(), "3");
     /// ```
     pub fn encode(&self) -> String {

@@ -28,7 +28,7 @@ pub enum Incoming {
 /// Turns WebSocket frames into packets, one frame at a time.
 ///
 /// ```
-/// use volt_daemon_client::protocol::{Decoder, Incoming, Limits};
+/// use volt_protocol::{Decoder, Incoming, Limits};
 /// let mut d = Decoder::new(Limits::default());
 /// assert_eq!(d.text("2").unwrap(), Some(Incoming::Ping(String::new())));
 /// assert!(d.text(r#"451-/daemon,["x",{"_placeholder":true,"num":0}]"#).unwrap().is_none());
@@ -104,7 +104,7 @@ impl Decoder {
     /// [`decode_command_response`]: super::envelope::decode_command_response
     ///
     /// ```
-    /// use volt_daemon_client::protocol::{Decoder, Limits};
+    /// use volt_protocol::{Decoder, Limits};
     /// let d = Decoder::new(Limits::default());
     /// assert_eq!(d.event_json(r#"42/daemon,["message",{}]"#, "/daemon"), Some(r#"["message",{}]"#));
     /// assert_eq!(d.event_json(r#"421["message",{}]"#, "/"), None); // an ack id

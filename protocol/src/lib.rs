@@ -1,8 +1,18 @@
-//! The wire codec, free of I/O: Engine.IO v4, Socket.IO v5 and the VOLT
-//! envelopes. The client and the mock server both speak through it, so each
+//! The VOLT wire codec, free of I/O: WebSocket frames, Engine.IO v4,
+//! Socket.IO v5 and the VOLT envelopes. The client (`volt-daemon-client`)
+//! and the mock server (`volt-mock-server`) both speak through it, so each
 //! layer is testable without a socket.
 //!
+//! ```
+//! use volt_protocol::{Decoder, Incoming, Limits};
+//!
+//! let mut decoder = Decoder::new(Limits::default());
+//! // The server's Socket.IO ping, as Engine.IO sends it in a text frame.
+//! assert_eq!(decoder.text("2").unwrap(), Some(Incoming::Ping(String::new())));
+//! ```
+//!
 //! Layers, bottom up:
+//! - [`websocket`]: RFC 6455 frames in (reassembled messages) and out;
 //! - [`engine`]: Engine.IO packets in WebSocket text frames;
 //! - [`socket`]: Socket.IO packets inside Engine.IO messages;
 //! - [`binary`]: attachments (placeholders and reassembly);
@@ -19,6 +29,7 @@ mod error;
 pub mod json;
 pub mod message;
 pub mod socket;
+pub mod websocket;
 
 pub use decoder::{Decoder, Incoming};
 pub use error::DecodeError;
