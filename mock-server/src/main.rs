@@ -1,6 +1,8 @@
 //! `volt-mock-server`: the mock VOLT server as a standalone process, for CI
 //! in any language. See `--help`.
 
+mod cli_env;
+
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::net::SocketAddr;
@@ -17,9 +19,9 @@ use volt_mock_server::{Faults, Responder, Server, ServerConfig, ServerHandle, Tl
 
 const AFTER_HELP: &str = "\
 Every flag can also be set from the environment variable shown with it
-(a flag on the command line wins). VOLT_MOCK_CLUSTER and
-VOLT_MOCK_ENROLLMENT_TOKEN take several values separated by commas; the
-boolean ones take true/false, 1/0, yes/no or on/off.
+(a flag on the command line wins; an empty variable counts as unset).
+VOLT_MOCK_CLUSTER and VOLT_MOCK_ENROLLMENT_TOKEN take several values
+separated by commas; the boolean ones take true/false, 1/0, yes/no or on/off.
 
 Recording: by default the server keeps the history tests read back
 (daemon commands and messages per cluster, and the Command, Heartbeat and
@@ -246,7 +248,7 @@ fn load_scenario(path: &std::path::Path) -> Scenario {
 /// Parses the command line and the environment into the server's config
 /// and the scenario to apply once it runs.
 fn parse_args() -> (ServerConfig, Scenario) {
-    let matches = Cli::command().get_matches();
+    let matches = cli_env::ignore_empty_env(Cli::command()).get_matches();
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     let clusters = list(&matches, "clusters", cli.clusters.clone());
     let tokens = list(&matches, "enrollment_tokens", cli.enrollment_tokens.clone());

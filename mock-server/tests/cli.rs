@@ -211,6 +211,26 @@ fn cli_reads_clusters_and_settings_from_the_environment() {
 }
 
 #[test]
+fn cli_treats_an_empty_environment_variable_as_unset() {
+    let server = start(
+        &[],
+        &[
+            ("VOLT_MOCK_LISTEN", ""),
+            ("VOLT_MOCK_CLUSTER", ""),
+            ("VOLT_MOCK_ADMIN_TOKEN", ""),
+            ("VOLT_MOCK_PING_INTERVAL_MS", ""),
+        ],
+    );
+    let (mut c, handshake) = Client::open(server.addr);
+    assert_eq!(handshake["pingInterval"], 25000);
+    assert!(c
+        .register("demo-cluster", "demo-password")
+        .starts_with("40/daemon,"));
+    let (status, _) = admin(server.addr, "GET", "/admin/daemons", "");
+    assert_eq!(status, 200, "an empty admin token must not guard the API");
+}
+
+#[test]
 fn cli_flag_wins_over_its_environment_variable() {
     let server = start(
         &["--cluster", "flag-c:pw:with:colons,and,commas"],

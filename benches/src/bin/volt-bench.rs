@@ -1,11 +1,15 @@
 //! `volt-bench`: command throughput and latency of the VOLT daemon client.
 //! See `--help` and docs/BENCHMARKS.md.
 
+// Shared with volt-mock-server's binary: neither library depends on clap.
+#[path = "../../../mock-server/src/cli_env.rs"]
+mod cli_env;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::builder::BoolishValueParser;
-use clap::{ArgAction, Parser};
+use clap::{ArgAction, CommandFactory, FromArgMatches, Parser};
 
 use volt_benches::interleaved::{self, InterleavedConfig};
 use volt_benches::{
@@ -40,7 +44,8 @@ fast and a slow one for seconds at a time).
 
 --fleet, --idle and --interleave-tcp are separate modes. Durations take
 a unit (500ms, 10s, 2m) or are seconds. Every flag can also be set from
-the environment variable shown with it (a flag on the command line wins).
+the environment variable shown with it (a flag on the command line wins;
+an empty variable counts as unset).
 
 Prints a table, or one JSON object with --json. A progress line is drawn on
 stderr when it is a terminal. Exit codes: 0 done, 1 the run failed or was
@@ -145,7 +150,8 @@ fn print_report(json: bool, value: serde_json::Value, table: String) {
 }
 
 fn main() {
-    let cli = Cli::parse();
+    let matches = cli_env::ignore_empty_env(Cli::command()).get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     let defaults = BenchConfig::default();
     let cfg = BenchConfig {
         clients: cli.clients,
