@@ -1,25 +1,22 @@
 //! `volt-bench`: command throughput and latency of the VOLT daemon client.
 //! See `--help` and docs/BENCHMARKS.md.
 
+// Shared with volt-mock-server's binary: neither library depends on clap.
+#[path = "../../../mock-server/src/cli_env.rs"]
+mod cli_env;
+
+use std::net::SocketAddr;
 use std::time::Duration;
+
+use clap::builder::BoolishValueParser;
+use clap::{ArgAction, CommandFactory, FromArgMatches, Parser};
 
 use volt_benches::interleaved::{self, InterleavedConfig};
 use volt_benches::{
     parse_duration, run, run_fleet, run_idle, BenchConfig, FleetConfig, IdleConfig,
 };
 
-const USAGE: &str =
-    "usage: volt-bench [--clients 4] [--in-flight 64] [--duration 10s] [--warmup 1s]
-       [--payload-bytes 64] [--url ws://HOST:PORT --cluster ID --password PW]
-       [--server-pid PID] [--json]
-   or: volt-bench --fleet 1000 [--heartbeat-ms 1000] [--fleet-threads 2]
-       [--duration 10s] [--warmup 1s] [--ping-interval-ms N]
-       [--url … --cluster … --password …] [--server-pid PID] [--json]
-   or: volt-bench --idle 5s [--warmup 1s] [--ping-interval-ms 25000]
-       [--url … --cluster … --password …] [--json]
-   or: volt-bench --interleave-tcp ADDR [--turn-ms 50] [--duration 10s]
-       [--warmup 1s] [--payload-bytes 64] [--url … --cluster … --password …] [--json]
-
+const AFTER_HELP: &str = "\
 Each client keeps --in-flight `echo` commands outstanding (start_command,
 then wait for the oldest) from its own thread for --duration after a
 --warmup. Without --url the target is an embedded mock server on its own
@@ -45,198 +42,206 @@ from the same thread, and reports both latencies and the ratio of their
 p50s: both sides see the same machine state (this VM drifts between a
 fast and a slow one for seconds at a time).
 
---ping-interval-ms sets the embedded server's pingInterval (default 25000)
-in the --fleet and --idle modes; it is ignored with --url.
+--fleet, --idle and --interleave-tcp are separate modes. Durations take
+a unit (500ms, 10s, 2m) or are seconds. Every flag can also be set from
+the environment variable shown with it (a flag on the command line wins;
+an empty variable counts as unset).
 
 Prints a table, or one JSON object with --json. A progress line is drawn on
-stderr when it is a terminal.";
+stderr when it is a terminal. Exit codes: 0 done, 1 the run failed or was
+unhealthy, 2 bad usage.";
 
-fn fail(msg: &str) -> ! {
-    eprintln!("volt-bench: {msg}\n\n{USAGE}");
-    std::process::exit(2)
+/// The command line.
+#[derive(Parser, Debug)]
+#[command(
+    name = "volt-bench",
+    version,
+    about = "Command throughput and latency of the VOLT daemon client (see docs/BENCHMARKS.md).",
+    after_help = AFTER_HELP,
+    args_override_self = true
+)]
+struct Cli {
+    /// Clients, each on its own thread.
+    #[arg(long, env = "VOLT_BENCH_CLIENTS", value_name = "N", default_value_t = BenchConfig::default().clients)]
+    clients: usize,
+    /// `echo` commands each client keeps outstanding.
+    #[arg(long, env = "VOLT_BENCH_IN_FLIGHT", value_name = "N", default_value_t = BenchConfig::default().in_flight)]
+    in_flight: usize,
+    /// How long to measure [default: 10s].
+    #[arg(long, env = "VOLT_BENCH_DURATION", value_name = "DURATION", value_parser = parse_duration)]
+    duration: Option<Duration>,
+    /// How long to run before measuring [default: 1s].
+    #[arg(long, env = "VOLT_BENCH_WARMUP", value_name = "DURATION", value_parser = parse_duration)]
+    warmup: Option<Duration>,
+    /// Size of each command's payload.
+    #[arg(long, env = "VOLT_BENCH_PAYLOAD_BYTES", value_name = "N", default_value_t = BenchConfig::default().payload_bytes)]
+    payload_bytes: usize,
+    /// An out-of-process server, ws://HOST:PORT (default: an embedded one).
+    #[arg(long, env = "VOLT_BENCH_URL", value_name = "URL")]
+    url: Option<String>,
+    /// The cluster to register as.
+    #[arg(long, env = "VOLT_BENCH_CLUSTER", value_name = "ID", default_value_t = BenchConfig::default().cluster)]
+    cluster: String,
+    /// The cluster's password [default: the embedded server's].
+    #[arg(
+        long,
+        env = "VOLT_BENCH_PASSWORD",
+        value_name = "PW",
+        hide_env_values = true
+    )]
+    password: Option<String>,
+    /// Measure the CPU of this out-of-process server.
+    #[arg(long, env = "VOLT_BENCH_SERVER_PID", value_name = "PID")]
+    server_pid: Option<u32>,
+    /// Print one JSON object instead of a table.
+    #[arg(long, env = "VOLT_BENCH_JSON", value_parser = BoolishValueParser::new(), action = ArgAction::SetTrue)]
+    json: bool,
+    /// Fleet mode: N raw daemons heartbeating.
+    #[arg(long, env = "VOLT_BENCH_FLEET", value_name = "N", group = "mode")]
+    fleet: Option<usize>,
+    /// Fleet mode: each daemon's heartbeat period, ms.
+    #[arg(
+        long,
+        env = "VOLT_BENCH_HEARTBEAT_MS",
+        value_name = "N",
+        default_value_t = 1000
+    )]
+    heartbeat_ms: u64,
+    /// Fleet mode: mio loops driving the daemons.
+    #[arg(long, env = "VOLT_BENCH_FLEET_THREADS", value_name = "N", default_value_t = FleetConfig::default().threads)]
+    fleet_threads: usize,
+    /// Idle mode: measure one idle client's threads over WINDOW.
+    #[arg(long, env = "VOLT_BENCH_IDLE", value_name = "WINDOW", value_parser = parse_duration, group = "mode")]
+    idle: Option<Duration>,
+    /// Interleaved mode: alternate with a TCP ping-pong at ADDR.
+    #[arg(
+        long,
+        env = "VOLT_BENCH_INTERLEAVE_TCP",
+        value_name = "ADDR",
+        group = "mode"
+    )]
+    interleave_tcp: Option<SocketAddr>,
+    /// Interleaved mode: length of each turn, ms.
+    #[arg(
+        long,
+        env = "VOLT_BENCH_TURN_MS",
+        value_name = "N",
+        default_value_t = 50
+    )]
+    turn_ms: u64,
+    /// The embedded server's pingInterval, ms, in the --fleet and --idle
+    /// modes [default: 25000]; ignored with --url.
+    #[arg(long, env = "VOLT_BENCH_PING_INTERVAL_MS", value_name = "N")]
+    ping_interval_ms: Option<u64>,
+}
+
+/// Exits 1: the run itself failed.
+fn die(message: impl std::fmt::Display) -> ! {
+    eprintln!("volt-bench: {message}");
+    std::process::exit(1)
+}
+
+fn print_report(json: bool, value: serde_json::Value, table: String) {
+    if json {
+        println!("{value}");
+    } else {
+        print!("{table}");
+    }
 }
 
 fn main() {
-    let mut cfg = BenchConfig {
+    let matches = cli_env::ignore_empty_env(Cli::command()).get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    let defaults = BenchConfig::default();
+    let cfg = BenchConfig {
+        clients: cli.clients,
+        in_flight: cli.in_flight,
+        duration: cli.duration.unwrap_or(defaults.duration),
+        warmup: cli.warmup.unwrap_or(defaults.warmup),
+        payload_bytes: cli.payload_bytes,
+        url: cli.url.clone(),
+        cluster: cli.cluster.clone(),
+        password: cli.password.clone().unwrap_or(defaults.password),
+        server_pid: cli.server_pid,
         progress: true,
-        ..BenchConfig::default()
     };
-    let mut json = false;
-    let mut fleet: Option<usize> = None;
-    let mut fleet_cfg = FleetConfig::default();
-    let mut idle: Option<Duration> = None;
-    let mut interleave: Option<std::net::SocketAddr> = None;
-    let mut turn = Duration::from_millis(50);
-    let mut ping_interval: Option<Duration> = None;
-    let mut duration_set = false;
-    let mut warmup: Option<Duration> = None;
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        let (flag, inline) = match arg.split_once('=') {
-            Some((f, v)) if f.starts_with("--") => (f.to_owned(), Some(v.to_owned())),
-            _ => (arg.clone(), None),
-        };
-        let mut value = || {
-            inline
-                .clone()
-                .or_else(|| args.next())
-                .unwrap_or_else(|| fail(&format!("{flag} needs a value")))
-        };
-        let number = |v: String| -> usize {
-            v.parse()
-                .unwrap_or_else(|_| fail(&format!("{flag} needs a number, got {v}")))
-        };
-        match flag.as_str() {
-            "-h" | "--help" => {
-                println!("{USAGE}");
-                return;
-            }
-            "--json" => json = true,
-            "--clients" => cfg.clients = number(value()),
-            "--in-flight" => cfg.in_flight = number(value()),
-            "--payload-bytes" => cfg.payload_bytes = number(value()),
-            "--duration" => {
-                cfg.duration = parse_duration(&value()).unwrap_or_else(|e| fail(&e));
-                duration_set = true;
-            }
-            "--warmup" => warmup = Some(parse_duration(&value()).unwrap_or_else(|e| fail(&e))),
-            "--fleet" => fleet = Some(number(value())),
-            "--heartbeat-ms" => fleet_cfg.heartbeat = Duration::from_millis(number(value()) as u64),
-            "--fleet-threads" => fleet_cfg.threads = number(value()),
-            "--idle" => idle = Some(parse_duration(&value()).unwrap_or_else(|e| fail(&e))),
-            "--interleave-tcp" => {
-                let v = value();
-                let addr = v
-                    .parse()
-                    .unwrap_or_else(|e| fail(&format!("{flag} {v}: {e}")));
-                interleave = Some(addr)
-            }
-            "--turn-ms" => turn = Duration::from_millis(number(value()) as u64),
-            "--ping-interval-ms" => {
-                ping_interval = Some(Duration::from_millis(number(value()) as u64))
-            }
-            "--url" => cfg.url = Some(value()),
-            "--cluster" => cfg.cluster = value(),
-            "--password" => cfg.password = value(),
-            "--server-pid" => cfg.server_pid = Some(number(value()) as u32),
-            other => fail(&format!("unknown argument {other}")),
-        }
+    if let Some(tcp_addr) = cli.interleave_tcp {
+        interleave_mode(&cli, cfg, tcp_addr);
+    } else if let Some(daemons) = cli.fleet {
+        fleet_mode(&cli, cfg, daemons);
+    } else if let Some(window) = cli.idle {
+        idle_mode(&cli, cfg, window);
+    } else {
+        throughput_mode(cli.json, cfg);
     }
-    if let Some(w) = warmup {
-        cfg.warmup = w;
-    }
-    let modes = [fleet.is_some(), idle.is_some(), interleave.is_some()];
-    if modes.iter().filter(|&&m| m).count() > 1 {
-        fail("--fleet, --idle and --interleave-tcp are separate modes");
-    }
-    if let Some(tcp_addr) = interleave {
-        let icfg = InterleavedConfig {
-            tcp_addr,
-            url: cfg.url,
-            cluster: cfg.cluster,
-            password: cfg.password,
-            payload_bytes: cfg.payload_bytes,
-            duration: cfg.duration,
-            warmup: cfg.warmup,
-            turn,
-        };
-        match interleaved::run(&icfg) {
-            Ok(report) if json => println!("{}", report.to_json()),
-            Ok(report) => print!("{}", report.table()),
-            Err(e) => {
-                eprintln!("volt-bench: {e}");
-                std::process::exit(1);
-            }
-        }
-        return;
-    }
-    if let Some(daemons) = fleet {
-        let fleet_cfg = FleetConfig {
+}
+
+fn interleave_mode(cli: &Cli, cfg: BenchConfig, tcp_addr: SocketAddr) {
+    let icfg = InterleavedConfig {
+        tcp_addr,
+        url: cfg.url,
+        cluster: cfg.cluster,
+        password: cfg.password,
+        payload_bytes: cfg.payload_bytes,
+        duration: cfg.duration,
+        warmup: cfg.warmup,
+        turn: Duration::from_millis(cli.turn_ms),
+    };
+    let report = interleaved::run(&icfg).unwrap_or_else(|e| die(e));
+    print_report(cli.json, report.to_json(), report.table());
+}
+
+fn fleet_mode(cli: &Cli, cfg: BenchConfig, daemons: usize) {
+    let defaults = FleetConfig::default();
+    let fleet_cfg = FleetConfig {
+        daemons,
+        heartbeat: Duration::from_millis(cli.heartbeat_ms),
+        threads: cli.fleet_threads,
+        // The fleet has its own default duration; only an explicit one overrides it.
+        duration: cli.duration.unwrap_or(defaults.duration),
+        warmup: cfg.warmup,
+        ping_interval: cli.ping_interval_ms.map(Duration::from_millis),
+        url: cfg.url,
+        cluster: cfg.cluster,
+        password: cfg.password,
+        server_pid: cfg.server_pid,
+        progress: true,
+    };
+    let report = run_fleet(&fleet_cfg).unwrap_or_else(|e| die(e));
+    print_report(cli.json, report.to_json(), report.table());
+    if !report.healthy() {
+        die(format!(
+            "the fleet was not healthy ({} disconnect(s), {}/{} connected, {} answered, {} failed)",
+            report.disconnects,
+            report.connected_at_end,
             daemons,
-            duration: if duration_set {
-                cfg.duration
-            } else {
-                fleet_cfg.duration
-            },
-            warmup: cfg.warmup,
-            ping_interval,
-            url: cfg.url,
-            cluster: cfg.cluster,
-            password: cfg.password,
-            server_pid: cfg.server_pid,
-            progress: true,
-            ..fleet_cfg
-        };
-        match run_fleet(&fleet_cfg) {
-            Ok(report) => {
-                if json {
-                    println!("{}", report.to_json());
-                } else {
-                    print!("{}", report.table());
-                }
-                if !report.healthy() {
-                    eprintln!(
-                        "volt-bench: the fleet was not healthy ({} disconnect(s), {}/{} connected, {} answered, {} failed)",
-                        report.disconnects,
-                        report.connected_at_end,
-                        daemons,
-                        report.heartbeats_answered,
-                        report.heartbeats_failed
-                    );
-                    std::process::exit(1);
-                }
-            }
-            Err(e) => {
-                eprintln!("volt-bench: {e}");
-                std::process::exit(1);
-            }
-        }
-        return;
+            report.heartbeats_answered,
+            report.heartbeats_failed
+        ));
     }
-    if let Some(window) = idle {
-        let idle_cfg = IdleConfig {
-            window,
-            warmup: cfg.warmup,
-            ping_interval,
-            url: cfg.url,
-            cluster: cfg.cluster,
-            password: cfg.password,
-            ..IdleConfig::default()
-        };
-        match run_idle(&idle_cfg) {
-            Ok(report) => {
-                if json {
-                    println!("{}", report.to_json());
-                } else {
-                    print!("{}", report.table());
-                }
-                if !report.ready_at_end {
-                    eprintln!("volt-bench: the client was no longer connected at the end");
-                    std::process::exit(1);
-                }
-            }
-            Err(e) => {
-                eprintln!("volt-bench: {e}");
-                std::process::exit(1);
-            }
-        }
-        return;
+}
+
+fn idle_mode(cli: &Cli, cfg: BenchConfig, window: Duration) {
+    let idle_cfg = IdleConfig {
+        window,
+        warmup: cfg.warmup,
+        ping_interval: cli.ping_interval_ms.map(Duration::from_millis),
+        url: cfg.url,
+        cluster: cfg.cluster,
+        password: cfg.password,
+        ..IdleConfig::default()
+    };
+    let report = run_idle(&idle_cfg).unwrap_or_else(|e| die(e));
+    print_report(cli.json, report.to_json(), report.table());
+    if !report.ready_at_end {
+        die("the client was no longer connected at the end");
     }
-    match run(&cfg) {
-        Ok(report) => {
-            if json {
-                println!("{}", report.to_json());
-            } else {
-                print!("{}", report.table());
-            }
-            if report.commands == 0 {
-                eprintln!("volt-bench: no command completed");
-                std::process::exit(1);
-            }
-        }
-        Err(e) => {
-            eprintln!("volt-bench: {e}");
-            std::process::exit(1);
-        }
+}
+
+fn throughput_mode(json: bool, cfg: BenchConfig) {
+    let report = run(&cfg).unwrap_or_else(|e| die(e));
+    print_report(json, report.to_json(), report.table());
+    if report.commands == 0 {
+        die("no command completed");
     }
 }
