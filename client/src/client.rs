@@ -564,22 +564,30 @@ impl Shared {
     }
 
     fn connect(self: &Arc<Self>) -> Result<(), DaemonClientError> {
-        let _one_at_a_time = self.connecting.lock();
-        if self.link.is_ready() {
-            return Ok(());
-        }
-        let result = self.try_connect();
-        if result.is_err() {
-            // A failed connect() leaves no thread behind and nothing retrying.
-            self.disconnect();
-        }
+        let mut after = AfterConnect::default();
+        let result = {
+            let _one_at_a_time = self.connecting.lock();
+            if self.link.is_ready() {
+                return Ok(());
+            }
+            let result = self.try_connect(&mut after);
+            if result.is_err() {
+                // A failed connect() leaves no thread behind and nothing
+                // retrying. Taken now, stopped once the lock is let go.
+                after.teardown = self.take_runtime();
+            }
+            result
+        };
+        // User code (a callback, a handler) may call connect() itself: it
+        // runs, and threads that run it are joined, with no lock held.
+        after.run(self);
         result
     }
 
-    fn try_connect(self: &Arc<Self>) -> Result<(), DaemonClientError> {
+    fn try_connect(self: &Arc<Self>, after: &mut AfterConnect) -> Result<(), DaemonClientError> {
         let generation = self.generation.load(Ordering::Acquire);
         self.ensure_runtime()?;
-        self.enroll_once()?;
+        self.enroll_once(after)?;
         let (first_tx, first_rx) = crossbeam_channel::bounded(1);
         {
             let mut rt = self.runtime.lock();
@@ -632,7 +640,7 @@ impl Shared {
     /// Enrolls on the first connect() that has a token. Runs on the caller's
     /// thread; a disconnect() meanwhile fails this connect() once the request
     /// returns, but a password the server rotated is kept (the token is spent).
-    fn enroll_once(&self) -> Result<(), DaemonClientError> {
+    fn enroll_once(&self, after: &mut AfterConnect) -> Result<(), DaemonClientError> {
         if self.enrolled.load(Ordering::Acquire) {
             return Ok(());
         }
@@ -649,10 +657,9 @@ impl Shared {
             let sink = self.runtime.lock().as_ref().map(|r| r.sink.clone());
             match sink {
                 Some(sink) => sink.post(ClientEvent::PasswordRotated(new_password)),
-                // Disconnected meanwhile: the daemon must still learn it.
-                None => self
-                    .callbacks
-                    .dispatch(&ClientEvent::PasswordRotated(new_password)),
+                // Disconnected meanwhile: the daemon must still learn it,
+                // on this thread once connect() let its lock go.
+                None => after.rotated = Some(new_password),
             }
         }
         if self.generation.load(Ordering::Acquire) != generation {
@@ -662,10 +669,19 @@ impl Shared {
     }
 
     pub(crate) fn disconnect(&self) {
+        if let Some(runtime) = self.take_runtime() {
+            self.stop_runtime(runtime);
+        }
+    }
+
+    /// Ends the current span: a connect() in progress fails, and the
+    /// threads are the caller's to stop.
+    fn take_runtime(&self) -> Option<Runtime> {
         self.generation.fetch_add(1, Ordering::AcqRel);
-        let Some(runtime) = self.runtime.lock().take() else {
-            return;
-        };
+        self.runtime.lock().take()
+    }
+
+    fn stop_runtime(&self, runtime: Runtime) {
         let me = thread::current().id();
         let Runtime {
             sink,
@@ -685,6 +701,29 @@ impl Shared {
         drop(stop);
         join_unless_self(handle, id, me);
         log::info!("client stopped");
+    }
+}
+
+/// What connect() does once it let go of its lock: anything that runs user
+/// code or joins a thread that does.
+#[derive(Default)]
+struct AfterConnect {
+    /// A rotated password no event thread was there to report.
+    rotated: Option<String>,
+    /// The threads of a failed attempt.
+    teardown: Option<Runtime>,
+}
+
+impl AfterConnect {
+    fn run(self, shared: &Shared) {
+        if let Some(runtime) = self.teardown {
+            shared.stop_runtime(runtime);
+        }
+        if let Some(new_password) = self.rotated {
+            shared
+                .callbacks
+                .dispatch(&ClientEvent::PasswordRotated(new_password));
+        }
     }
 }
 
