@@ -181,6 +181,11 @@ impl ClusterDaemonClient {
         &self.inner.shared
     }
 
+    #[cfg(test)]
+    pub(crate) fn link(&self) -> &Arc<Link> {
+        &self.shared().link
+    }
+
     /// Enrollment (once, when configured), then socket, registration and
     /// heartbeat. Returns once ready, or with the first error: a failed
     /// first connect is not retried. A no-op when already ready.

@@ -400,10 +400,21 @@ impl Io {
             if let Some(at) = look_at_lent {
                 wake = wake.min(at);
             }
-            if out_rx.is_some() && self.link.pending_count() > LAZY_FLUSH_MIN_IN_FLIGHT {
+            let capped = out_rx.is_some() && self.link.pending_count() > LAZY_FLUSH_MIN_IN_FLIGHT;
+            if capped {
                 // Senders may queue without waking us (Flush::Lazy). Below
                 // this count they wake us, the one crossing it included.
                 wake = wake.min(Instant::now() + LAZY_FLUSH_DELAY);
+            }
+            if let Some(rx) = out_rx.as_deref().filter(|_| !capped && !again) {
+                // Not while blocked: writability wakes us then.
+                if !self.socket.is_blocked() && !rx.sleep_uncapped() {
+                    again = true;
+                }
+            }
+            #[cfg(test)]
+            if !again && out_rx.is_some() {
+                *self.link.last_sleep.lock() = Some((self.link.pending_count(), capped));
             }
             let timeout = if again {
                 Duration::ZERO

@@ -109,6 +109,12 @@ pub(crate) enum OutboxError {
 struct Staged {
     bytes: Vec<u8>,
     closed: bool,
+    /// The I/O thread found nothing here and went to sleep without the
+    /// short cap (until a socket event or the next ping). Read and set
+    /// under this lock with the bytes, so a lazy sender that appends after
+    /// the I/O thread looked always sees it and wakes it: a queued command
+    /// never waits for a ping.
+    io_asleep_uncapped: bool,
 }
 
 struct Queue {
@@ -211,6 +217,13 @@ impl Outbox {
                 self.queue.room.wait_until(&mut staged, deadline);
             }
             frames.append_to(&mut staged.bytes);
+            if matches!(flush, Flush::Lazy) && std::mem::take(&mut staged.io_asleep_uncapped) {
+                // It chose Lazy on a count the I/O thread has drained since.
+                drop(staged);
+                self.queue.armed.store(true, Ordering::Release);
+                let _ = self.waker.wake();
+                return Ok(());
+            }
         }
         let inline = match flush {
             Flush::Direct => None,
@@ -289,12 +302,22 @@ impl Outbox {
 const KEEP_CAPACITY: usize = 2 * OUTBOX_CAPACITY;
 
 impl OutboxReceiver {
+    /// Called by the I/O thread before a sleep without the short cap:
+    /// false when something is queued (then it must not sleep), else the
+    /// next lazy sender wakes it.
+    pub(crate) fn sleep_uncapped(&self) -> bool {
+        let mut staged = self.queue.staged.lock();
+        staged.io_asleep_uncapped = staged.bytes.is_empty();
+        staged.io_asleep_uncapped
+    }
+
     /// Moves everything waiting into `stream` (which takes it all, writing
     /// what the socket accepts now). Later sends wake the thread again.
     pub(crate) fn drain_into(&mut self, stream: &mut Stream) -> std::io::Result<()> {
         self.queue.armed.store(false, Ordering::SeqCst);
         {
             let mut staged = self.queue.staged.lock();
+            staged.io_asleep_uncapped = false;
             if staged.bytes.is_empty() {
                 return Ok(());
             }
