@@ -3,7 +3,6 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::thread::{self, JoinHandle, ThreadId};
 use std::time::Duration;
 
 use mio::Waker;
@@ -23,6 +22,7 @@ use crate::reverse_channel::{
     CommandContext, CommandResult, HandlerError, HandlerPool, Handlers, ReverseChannelHandler,
 };
 use crate::transport::Target;
+use crate::worker::Worker;
 
 /// State shared by the handle and the client's threads.
 pub(crate) struct Shared {
@@ -46,7 +46,7 @@ struct Runtime {
 }
 
 struct ConnThread {
-    handle: JoinHandle<()>,
+    worker: Worker,
     stop: Arc<AtomicBool>,
     waker: Arc<Waker>,
 }
@@ -55,9 +55,7 @@ impl ConnThread {
     fn stop_and_join(self) {
         self.stop.store(true, Ordering::Release);
         let _ = self.waker.wake();
-        if self.handle.thread().id() != thread::current().id() {
-            let _ = self.handle.join();
-        }
+        self.worker.join();
     }
 }
 
@@ -613,11 +611,11 @@ impl Shared {
                 stop: stop.clone(),
                 first: Some(first_tx),
             };
-            let handle = connection::spawn(ctx, reactor, waker.clone()).map_err(|e| {
+            let worker = connection::spawn(ctx, reactor, waker.clone()).map_err(|e| {
                 DaemonClientError::connection(format!("spawning a thread failed: {e}"))
             })?;
             runtime.conn = Some(ConnThread {
-                handle,
+                worker,
                 stop,
                 waker,
             });
@@ -687,7 +685,6 @@ impl Shared {
     }
 
     fn stop_runtime(&self, runtime: Runtime) {
-        let me = thread::current().id();
         let Runtime {
             sink,
             events,
@@ -698,13 +695,11 @@ impl Shared {
             c.stop_and_join();
         }
         self.link.detach("the client disconnected");
-        pool.stop(me);
+        pool.stop();
         drop(sink);
         // Other threads may still hold a sink (a handler calling disconnect()
         // holds its worker's): stop the event thread explicitly.
-        let EventThread { handle, id, stop } = events;
-        drop(stop);
-        join_unless_self(handle, id, me);
+        events.stop();
         log::info!("client stopped");
     }
 }
@@ -734,28 +729,4 @@ impl AfterConnect {
 
 fn interrupted() -> DaemonClientError {
     DaemonClientError::connection("connect() interrupted by disconnect()")
-}
-
-fn join_unless_self(handle: JoinHandle<()>, id: ThreadId, me: ThreadId) {
-    if id != me {
-        let _ = handle.join();
-    }
-}
-
-impl HandlerPool {
-    /// Closes the queue and joins the workers (except the caller, when
-    /// `disconnect()` runs inside a handler).
-    fn stop(self, me: ThreadId) {
-        let HandlerPool {
-            tx,
-            threads,
-            stopping,
-        } = self;
-        stopping.store(true, Ordering::Release);
-        drop(tx);
-        for t in threads {
-            let id = t.thread().id();
-            join_unless_self(t, id, me);
-        }
-    }
 }

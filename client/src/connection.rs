@@ -10,7 +10,6 @@
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Sender;
@@ -35,6 +34,7 @@ use crate::reverse_channel::{error_reply, Job, JobSender};
 use crate::slot::Slot;
 use crate::transport::{self, Reactor, Target, WAKER};
 use crate::wire::{SharedSocket, Wire};
+use crate::worker::Worker;
 use crate::Shared;
 
 /// Frames read, or outbox items written, per loop turn before the thread
@@ -86,21 +86,15 @@ pub(crate) fn reactor(stop: Arc<AtomicBool>) -> io::Result<(Reactor, Arc<Waker>)
     ))
 }
 
-pub(crate) fn spawn(
-    ctx: ConnContext,
-    reactor: Reactor,
-    waker: Arc<Waker>,
-) -> io::Result<JoinHandle<()>> {
-    thread::Builder::new()
-        .name("volt-conn".into())
-        .spawn(move || {
-            Supervisor {
-                ctx,
-                reactor,
-                waker,
-            }
-            .run()
-        })
+pub(crate) fn spawn(ctx: ConnContext, reactor: Reactor, waker: Arc<Waker>) -> io::Result<Worker> {
+    Worker::spawn("volt-conn", move || {
+        Supervisor {
+            ctx,
+            reactor,
+            waker,
+        }
+        .run()
+    })
 }
 
 struct Supervisor {
@@ -265,7 +259,13 @@ impl Supervisor {
             opts.command_timeout,
             self.ctx.events.clone(),
             opts.socket.rng_seed,
-        );
+        )
+        .map_err(|e| {
+            self.ctx.events.error(DaemonClientError::connection(format!(
+                "this connection runs without heartbeats: spawning volt-heartbeat failed: {e}"
+            )))
+        })
+        .ok();
         let end = match io.run(&mut self.reactor, Some(out_rx), None) {
             Flow::End(end) => end,
             _ => End::Lost("protocol error"),
@@ -273,7 +273,7 @@ impl Supervisor {
         shared
             .link
             .detach(&format!("connection lost ({})", end.reason()));
-        if let Ok(h) = heartbeat {
+        if let Some(h) = heartbeat {
             h.stop();
         }
         if end == End::Stopped {

@@ -47,6 +47,7 @@ mod slot;
 mod tls;
 mod transport;
 mod wire;
+mod worker;
 
 pub use backoff::Backoff;
 pub use client::ClusterDaemonClient;
