@@ -21,8 +21,8 @@ use crate::backoff::Backoff;
 use crate::error::{DaemonClientError, DaemonClientErrorCode};
 use crate::events::{ClientEvent, EventSink};
 use crate::heartbeat::Heartbeat;
-use crate::outbox::{outbox, Frames, Outbox, OutboxReceiver, LAZY_FLUSH_DELAY};
-use crate::pending::{Link, LAZY_FLUSH_MIN_IN_FLIGHT};
+use crate::outbox::{outbox, Frames, Outbox, OutboxReceiver};
+use crate::pending::Link;
 use crate::protocol::envelope::{
     decode_command_response, decode_event_array, scan_command_response, Outgoing, VoltEvent,
 };
@@ -35,6 +35,7 @@ use crate::slot::Slot;
 use crate::transport::{self, Reactor, Target, WAKER};
 use crate::wire::{SharedSocket, Wire};
 use crate::worker::Worker;
+use crate::write_policy;
 use crate::Shared;
 
 /// Frames read, or outbox items written, per loop turn before the thread
@@ -400,11 +401,14 @@ impl Io {
             if let Some(at) = look_at_lent {
                 wake = wake.min(at);
             }
-            let capped = out_rx.is_some() && self.link.pending_count() > LAZY_FLUSH_MIN_IN_FLIGHT;
-            if capped {
-                // Senders may queue without waking us (Flush::Lazy). Below
-                // this count they wake us, the one crossing it included.
-                wake = wake.min(Instant::now() + LAZY_FLUSH_DELAY);
+            // Senders may queue without waking us (Flush::Lazy) while
+            // there is a cap; without one, they are told we sleep.
+            let cap = out_rx
+                .as_ref()
+                .and_then(|_| write_policy::poll_cap(self.link.pending_count()));
+            let capped = cap.is_some();
+            if let Some(cap) = cap {
+                wake = wake.min(Instant::now() + cap);
             }
             if let Some(rx) = out_rx.as_deref().filter(|_| !capped && !again) {
                 // Not while blocked: writability wakes us then.

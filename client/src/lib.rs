@@ -48,6 +48,7 @@ mod tls;
 mod transport;
 mod wire;
 mod worker;
+mod write_policy;
 
 pub use backoff::Backoff;
 pub use client::ClusterDaemonClient;

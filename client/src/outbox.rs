@@ -80,13 +80,10 @@ pub(crate) enum Flush<'a> {
     /// The I/O thread at its next turn, without a wake-up: for when so
     /// many commands are in flight that replies wake it soon anyway, and
     /// it then writes what queued meanwhile in one batch. It never sleeps
-    /// longer than [`LAZY_FLUSH_DELAY`] while that many are in flight.
+    /// longer than [`LAZY_FLUSH_DELAY`](crate::write_policy::LAZY_FLUSH_DELAY)
+    /// while that many are in flight.
     Lazy,
 }
-
-/// The longest the I/O thread sleeps while lazily flushed commands may
-/// wait in the outbox.
-pub(crate) const LAZY_FLUSH_DELAY: std::time::Duration = std::time::Duration::from_millis(1);
 
 /// Bytes that may wait for the socket. A sender that finds the buffer full
 /// waits for room until its deadline: memory stays bounded when the server

@@ -22,17 +22,7 @@ use crate::protocol::envelope::{
     ScannedResponse,
 };
 use crate::slot::{Delivery, Reply, Slot};
-
-/// Commands in flight up to which a new one is written on the caller's
-/// thread rather than queued for the connection thread.
-const DIRECT_WRITE_MAX_IN_FLIGHT: usize = 2;
-
-/// Commands in flight above which a new one does not wake the connection
-/// thread: replies keep waking it, and it then writes everything queued in
-/// one batch (bigger batches: fewer syscalls and wake-ups on both ends).
-/// It polls at least every [`LAZY_FLUSH_DELAY`](crate::outbox::LAZY_FLUSH_DELAY)
-/// while more than this many are in flight, in case no reply comes.
-pub(crate) const LAZY_FLUSH_MIN_IN_FLIGHT: usize = 64;
+use crate::write_policy::{self, Writer};
 
 /// A command's text is encoded into this thread's buffer, then copied
 /// (framed) into the outbox: no allocation per command once grown.
@@ -280,16 +270,11 @@ impl Link {
             }
             true
         };
-        // Few in flight: write on this thread, for latency. Many: queue,
-        // so the connection thread writes them in batches.
-        let flush = match in_flight {
-            1 => Flush::Inline(&mut take_reply),
-            n if n <= DIRECT_WRITE_MAX_IN_FLIGHT => Flush::Direct,
-            // The command that crosses the threshold still wakes the
-            // connection thread, which may be asleep without the short
-            // poll it keeps while more are in flight (connection.rs).
-            n if n <= LAZY_FLUSH_MIN_IN_FLIGHT + 1 => Flush::Wake,
-            _ => Flush::Lazy,
+        let flush = match write_policy::writer(in_flight) {
+            Writer::Inline => Flush::Inline(&mut take_reply),
+            Writer::Direct => Flush::Direct,
+            Writer::Wake => Flush::Wake,
+            Writer::Lazy => Flush::Lazy,
         };
         #[cfg(test)]
         if let Some(hook) = BEFORE_APPEND.with(Cell::take) {
@@ -402,7 +387,7 @@ impl Link {
         let slot = waiter.deliver(key, outcome)?;
         // Waking after the socket is let go only helps a caller whose next
         // command will be written directly; under load, wake at once.
-        if still_pending < DIRECT_WRITE_MAX_IN_FLIGHT {
+        if write_policy::wake_after_release(still_pending) {
             return Some(slot);
         }
         slot.wake();
@@ -449,7 +434,7 @@ mod tests {
         let link = client.link().clone();
         // Many commands in flight whose replies are still to come.
         let (tx, _rx) = crossbeam_channel::unbounded();
-        let fake: Vec<u128> = (1..=2 * LAZY_FLUSH_MIN_IN_FLIGHT as u128).collect();
+        let fake: Vec<u128> = (1..=2 * write_policy::LAZY_FLUSH_MIN_IN_FLIGHT as u128).collect();
         for id in &fake {
             let waiter = Waiter::Channel(tx.clone());
             link.state.lock().pending.insert(*id, waiter);

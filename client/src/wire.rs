@@ -26,7 +26,7 @@
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use mio::{Interest, Registry};
 use parking_lot::Mutex;
@@ -35,6 +35,7 @@ use tungstenite::WebSocket;
 use crate::protocol::websocket::FrameReader;
 use crate::protocol::Decoder;
 use crate::transport::{Stream, SOCKET};
+use crate::write_policy::{InlineHits, LEND_IDLE};
 
 /// The socket and what reading it needs; only ever touched under
 /// [`SharedSocket::wire`]'s lock, for non-blocking I/O only.
@@ -53,10 +54,6 @@ pub(crate) struct Wire {
     /// bytes inside the TLS stream, which no poll would report).
     inline: Option<InlineHits>,
 }
-
-/// How long a lent socket may go unused before `volt-conn` takes it back,
-/// and how often it looks at it meanwhile.
-const LEND_IDLE: Duration = Duration::from_millis(1);
 
 /// What the connection thread must be told after an inline read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,38 +79,6 @@ pub(crate) struct SharedSocket {
     /// Putting the socket back in the poll failed: the connection thread
     /// ends the connection.
     broken: AtomicBool,
-}
-
-/// How often reading on the caller's thread found a reply.
-#[derive(Default)]
-struct InlineHits {
-    /// Attempts in a row that found nothing.
-    misses: u32,
-    /// Attempts skipped since the last probe.
-    skipped: u32,
-}
-
-/// Misses in a row after which a connection only probes.
-const MISSES_BEFORE_PROBING: u32 = 8;
-/// While probing, one attempt per this many chances.
-const PROBE_EVERY: u32 = 64;
-
-impl InlineHits {
-    fn should_try(&mut self) -> bool {
-        if self.misses < MISSES_BEFORE_PROBING {
-            return true;
-        }
-        self.skipped = self.skipped.wrapping_add(1);
-        self.skipped % PROBE_EVERY == 0
-    }
-
-    fn record(&mut self, hit: bool) {
-        self.misses = if hit {
-            0
-        } else {
-            self.misses.saturating_add(1)
-        };
-    }
 }
 
 impl SharedSocket {
@@ -525,18 +490,5 @@ mod tests {
             .unwrap();
         assert!(socket.wire.lock().lent_at.is_none());
         assert_back_in_the_poll(&mut poll, &mut server);
-    }
-
-    #[test]
-    fn a_connection_where_replies_never_come_at_once_only_probes() {
-        let mut hits = InlineHits::default();
-        for _ in 0..MISSES_BEFORE_PROBING {
-            assert!(hits.should_try());
-            hits.record(false);
-        }
-        let tries = (0..10 * PROBE_EVERY).filter(|_| hits.should_try()).count();
-        assert_eq!(tries, 10);
-        hits.record(true);
-        assert!((0..5).all(|_| hits.should_try()), "a hit resumes trying");
     }
 }
