@@ -27,8 +27,8 @@ use crate::protocol::envelope::{
     decode_command_response, decode_event_array, scan_command_response, Outgoing, VoltEvent,
 };
 use crate::protocol::socket::{Packet, PacketType};
-use crate::protocol::websocket::append_pong;
 use crate::protocol::websocket::{self, FrameError};
+use crate::protocol::websocket::{append_close, append_pong};
 use crate::protocol::{DecodeError, Decoder, Incoming, Limits};
 use crate::reverse_channel::{error_reply, Job, JobSender};
 use crate::slot::Slot;
@@ -188,7 +188,7 @@ impl Supervisor {
         let socket = registry
             .and_then(|registry| {
                 SharedSocket::new(
-                    opened.ws,
+                    opened.stream,
                     opened.reader,
                     decoder,
                     registry,
@@ -353,8 +353,7 @@ impl Io {
     }
 
     /// Queues the registration; the loop's first turn flushes it. Its
-    /// frame carries the password, so it is framed here rather than by
-    /// tungstenite, whose trace log prints every frame it writes.
+    /// frame carries the password: the trace log shows it redacted.
     fn send_connect(&mut self, shared: &Shared) -> Result<(), DaemonClientError> {
         let creds = &shared.options.credentials;
         let auth = json!({
@@ -375,8 +374,7 @@ impl Io {
         self.socket
             .wire
             .lock()
-            .ws
-            .get_mut()
+            .stream
             .write(&bytes)
             .map(drop)
             .map_err(|e| {
@@ -480,7 +478,7 @@ impl Io {
         wire: &mut Wire,
         out_rx: Option<&mut OutboxReceiver>,
     ) -> Result<(), Flow> {
-        let lost = |e: tungstenite::Error| {
+        let lost = |e: io::Error| {
             log::info!("write failed: {e}");
             Flow::End(End::Lost("transport close"))
         };
@@ -489,13 +487,12 @@ impl Io {
             Frames::from(&out).append_to(&mut self.reply_bytes);
         }
         if !self.reply_bytes.is_empty() {
-            let written = wire.ws.get_mut().write(&self.reply_bytes);
+            let written = wire.stream.write(&self.reply_bytes);
             self.reply_bytes.clear();
-            written.map_err(|e| lost(e.into()))?;
+            written.map_err(lost)?;
         }
         if let Some(rx) = out_rx.filter(|_| !self.socket.is_blocked()) {
-            rx.drain_into(wire.ws.get_mut())
-                .map_err(|e| lost(e.into()))?;
+            rx.drain_into(&mut wire.stream).map_err(lost)?;
         }
         self.socket.flush(wire).map_err(lost)
     }
@@ -504,12 +501,11 @@ impl Io {
     /// more.
     fn read_batch(&mut self, wire: &mut Wire) -> (Flow, bool) {
         let Wire {
-            ws,
+            stream,
             reader,
             decoder,
             ..
         } = wire;
-        let stream = ws.get_mut();
         let mut handled = 0;
         while handled < BATCH {
             let flow = match reader.next_message() {
@@ -713,19 +709,19 @@ impl Io {
     fn close_gracefully(&mut self, reactor: &mut Reactor, registered: bool) {
         let socket = self.socket.clone();
         let mut wire = socket.wire.lock();
+        let mut bytes = Vec::new();
         if registered {
             let mut text = String::from("4");
             Packet::new(PacketType::Disconnect, self.namespace.clone(), None)
                 .encode_into(&mut text);
-            let mut bytes = Vec::new();
             Frames {
                 text: &text,
                 attachments: &[],
             }
             .append_to(&mut bytes);
-            let _ = wire.ws.get_mut().write(&bytes);
         }
-        let _ = wire.ws.close(None);
+        append_close(&mut bytes, Some(rand::random()));
+        let _ = wire.stream.write(&bytes);
         let until = Instant::now() + Duration::from_millis(200);
         // Through the shared flush: a blocked socket is polled for writability.
         while socket.flush(&mut wire).is_ok() && socket.is_blocked() && Instant::now() < until {

@@ -263,15 +263,13 @@ impl Outbox {
                 // Someone else wrote ours with theirs.
                 Ok(())
             } else {
-                let written = wire.ws.get_mut().write(&staged.bytes).map(drop);
+                let written = wire.stream.write(&staged.bytes).map(drop);
                 staged.bytes.clear();
                 written
             }
         };
         self.queue.room.notify_all();
-        let written = written
-            .map_err(tungstenite::Error::Io)
-            .and_then(|()| self.socket.flush(&mut wire));
+        let written = written.and_then(|()| self.socket.flush(&mut wire));
         let tell = inline.map_or(Tell::Nothing, |on_json| {
             self.socket.read_inline(&mut wire, on_json)
         });

@@ -23,14 +23,13 @@
 //! A connection where replies rarely come that fast (a remote server)
 //! stops trying, but for a probe now and then; TLS never tries.
 
-use std::io;
+use std::io::{self, Write as _};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
 use mio::{Interest, Registry};
 use parking_lot::Mutex;
-use tungstenite::WebSocket;
 
 use crate::protocol::websocket::FrameReader;
 use crate::protocol::Decoder;
@@ -40,8 +39,8 @@ use crate::write_policy::{InlineHits, LEND_IDLE};
 /// The socket and what reading it needs; only ever touched under
 /// [`SharedSocket::wire`]'s lock, for non-blocking I/O only.
 pub(crate) struct Wire {
-    pub(crate) ws: WebSocket<Stream>,
-    /// The server's frames (tungstenite only reads up to the open packet).
+    pub(crate) stream: Stream,
+    /// The server's frames, from the first one after the upgrade response.
     pub(crate) reader: FrameReader,
     pub(crate) decoder: Decoder,
     /// What the socket is registered for in the connection thread's poll.
@@ -87,15 +86,15 @@ impl SharedSocket {
     /// a flush is blocked: a writable socket would otherwise wake the
     /// poll each time its registration changes).
     pub(crate) fn new(
-        mut ws: WebSocket<Stream>,
+        stream: Stream,
         reader: FrameReader,
         decoder: Decoder,
         registry: Registry,
         namespace: &str,
     ) -> io::Result<Arc<Self>> {
-        let inline = ws.get_mut().is_plain().then(InlineHits::default);
+        let inline = stream.is_plain().then(InlineHits::default);
         let mut wire = Wire {
-            ws,
+            stream,
             reader,
             decoder,
             interest: Some(Interest::READABLE | Interest::WRITABLE),
@@ -122,19 +121,18 @@ impl SharedSocket {
         self.broken.load(Ordering::Acquire)
     }
 
-    /// Flushes tungstenite's frames and the stream's buffer; a would-block
+    /// Flushes the stream's buffer; a would-block
     /// leaves the rest buffered and marks the socket blocked until a later
     /// flush gets through.
-    pub(crate) fn flush(&self, wire: &mut Wire) -> Result<(), tungstenite::Error> {
-        let blocked = match wire.ws.flush() {
+    pub(crate) fn flush(&self, wire: &mut Wire) -> io::Result<()> {
+        let blocked = match wire.stream.flush() {
             Ok(()) => false,
-            Err(e) if is_would_block(&e) => true,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => true,
             Err(e) => return Err(e),
         };
         // Registered for what it now needs (a lent socket goes back).
         if self.blocked.swap(blocked, Ordering::AcqRel) != blocked {
-            wire.set_interest(&self.registry, Some(self.interest(blocked)))
-                .map_err(tungstenite::Error::Io)?;
+            wire.set_interest(&self.registry, Some(self.interest(blocked)))?;
         }
         Ok(())
     }
@@ -180,7 +178,7 @@ impl SharedSocket {
     pub(crate) fn read_inline(&self, wire: &mut Wire, on_json: impl FnMut(&str) -> bool) -> Tell {
         let mut on_json = on_json;
         let mut took = false;
-        let read = wire.reader.fill(wire.ws.get_mut());
+        let read = wire.reader.fill(&mut wire.stream);
         if matches!(read, Ok(n) if n > 0) {
             let Wire {
                 reader, decoder, ..
@@ -251,7 +249,7 @@ impl Wire {
         if want == self.interest {
             return Ok(());
         }
-        let tcp = self.ws.get_mut().tcp();
+        let tcp = self.stream.tcp();
         match (self.interest, want) {
             (None, Some(i)) => registry.register(tcp, SOCKET, i)?,
             (Some(_), Some(i)) => registry.reregister(tcp, SOCKET, i)?,
@@ -267,17 +265,12 @@ impl Wire {
     }
 }
 
-pub(crate) fn is_would_block(e: &tungstenite::Error) -> bool {
-    matches!(e, tungstenite::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock)
-}
-
 #[cfg(test)]
 mod tests {
     use std::io::Write as _;
     use std::time::{Duration, Instant};
 
     use mio::{Events, Poll};
-    use tungstenite::protocol::Role;
 
     use super::*;
     use crate::protocol::websocket::Message;
@@ -313,9 +306,9 @@ mod tests {
         let mut tcp = mio::net::TcpStream::from_std(client);
         let both = Interest::READABLE | Interest::WRITABLE;
         poll.registry().register(&mut tcp, SOCKET, both).unwrap();
-        let ws = WebSocket::from_raw_socket(Stream::open_plain(tcp), Role::Client, None);
+        let stream = Stream::open_plain(tcp);
         let socket = SharedSocket::new(
-            ws,
+            stream,
             FrameReader::new(1 << 20),
             Decoder::new(Limits::default()),
             poll.registry().try_clone().unwrap(),
@@ -345,7 +338,7 @@ mod tests {
     fn wait_arrived(wire: &mut Wire, bytes: usize) {
         let mut buf = vec![0u8; bytes];
         let until = Instant::now() + LIMIT;
-        while wire.ws.get_mut().tcp().peek(&mut buf).unwrap_or(0) < bytes {
+        while wire.stream.tcp().peek(&mut buf).unwrap_or(0) < bytes {
             assert!(Instant::now() < until, "{bytes} bytes never arrived");
             std::thread::yield_now();
         }
