@@ -9,6 +9,7 @@ use mio::Waker;
 use parking_lot::{Mutex, RwLock};
 use serde_json::Value;
 
+use crate::connection::Target;
 use crate::connection::{self, ConnContext};
 use crate::enrollment;
 use crate::error::{DaemonClientError, DaemonClientErrorCode};
@@ -21,7 +22,6 @@ use crate::protocol::message::TeamClusterDaemonMessage;
 use crate::reverse_channel::{
     CommandContext, CommandResult, HandlerError, HandlerPool, Handlers, ReverseChannelHandler,
 };
-use crate::transport::Target;
 use crate::worker::Worker;
 
 /// State shared by the handle and the client's threads.

@@ -45,8 +45,7 @@ mod pending;
 mod reverse_channel;
 mod slot;
 mod tls;
-mod transport;
-mod wire;
+
 mod worker;
 mod write_policy;
 

@@ -16,10 +16,9 @@ use std::time::Instant;
 use mio::Waker;
 use parking_lot::{Condvar, Mutex};
 
+use crate::connection::{SharedSocket, Stream, Tell};
 use crate::protocol::envelope::Outgoing;
 use crate::protocol::websocket::{append_frame, MAX_HEADER, OPCODE_BINARY, OPCODE_TEXT};
-use crate::transport::Stream;
-use crate::wire::{SharedSocket, Tell};
 
 /// One event's frames, borrowed: a text frame and the binary frames that
 /// must follow it back to back.

@@ -31,9 +31,9 @@ use std::time::Instant;
 use mio::{Interest, Registry};
 use parking_lot::Mutex;
 
+use super::transport::{Stream, SOCKET};
 use crate::protocol::websocket::FrameReader;
 use crate::protocol::Decoder;
-use crate::transport::{Stream, SOCKET};
 use crate::write_policy::{InlineHits, LEND_IDLE};
 
 /// The socket and what reading it needs; only ever touched under
@@ -469,7 +469,7 @@ mod tests {
         let (mut poll, socket, mut server) = pair();
         assert_eq!(borrow_for_reply(&socket, &mut server, "a"), Tell::Wake);
         let (outbox, _rx) = crate::outbox::outbox(
-            Arc::new(mio::Waker::new(poll.registry(), crate::transport::WAKER).unwrap()),
+            Arc::new(mio::Waker::new(poll.registry(), super::super::transport::WAKER).unwrap()),
             1 << 20,
             socket.clone(),
         );
