@@ -9,7 +9,6 @@ use mio::Waker;
 use parking_lot::{Mutex, RwLock};
 use serde_json::Value;
 
-use crate::connection::Target;
 use crate::connection::{self, ConnContext};
 use crate::enrollment;
 use crate::error::{DaemonClientError, DaemonClientErrorCode};
@@ -106,57 +105,10 @@ impl std::fmt::Debug for ClusterDaemonClient {
     }
 }
 
-fn config_error(code: DaemonClientErrorCode, why: impl Into<String>) -> DaemonClientError {
-    DaemonClientError::new(code, format!("invalid options: {}", why.into()))
-}
-
-fn validate(o: &ClusterDaemonClientOptions) -> Result<(), DaemonClientError> {
-    use DaemonClientErrorCode::{EnrollmentFailed, SocketConnectionFailed};
-    if o.credentials.team_cluster_id.is_empty() {
-        return Err(config_error(
-            SocketConnectionFailed,
-            "team_cluster_id is empty",
-        ));
-    }
-    Target::parse(&o.control_socket_url, &o.socket)
-        .map_err(|e| config_error(SocketConnectionFailed, e))?;
-    if !o.socket.namespace.starts_with('/') || o.socket.namespace.contains(',') {
-        return Err(config_error(
-            SocketConnectionFailed,
-            "socket.namespace must start with '/' and hold no comma",
-        ));
-    }
-    if !(0.0..=1.0).contains(&o.socket.randomization_factor) {
-        return Err(config_error(
-            SocketConnectionFailed,
-            "socket.randomization_factor must be within [0, 1]",
-        ));
-    }
-    if o.heartbeat.interval.is_zero() {
-        return Err(config_error(
-            SocketConnectionFailed,
-            "heartbeat.interval must be positive",
-        ));
-    }
-    if let Some(e) = &o.enrollment {
-        if e.enabled == Some(true) && o.credentials.enrollment_token.is_none() {
-            return Err(config_error(
-                EnrollmentFailed,
-                "enrollment.enabled is true but there is no enrollment_token",
-            ));
-        }
-        if e.enabled != Some(false) {
-            enrollment::resolve_url(&o.server_url, &e.url)
-                .map_err(|m| config_error(EnrollmentFailed, m))?;
-        }
-    }
-    Ok(())
-}
-
 impl ClusterDaemonClient {
     /// Validates `options`; starts nothing.
     pub fn new(options: ClusterDaemonClientOptions) -> Result<Self, DaemonClientError> {
-        validate(&options)?;
+        options.validate()?;
         let password = RwLock::new(options.credentials.daemon_password.clone());
         Ok(ClusterDaemonClient {
             inner: Arc::new(Inner {

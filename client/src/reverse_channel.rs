@@ -214,7 +214,7 @@ impl HandlerPool {
     ) -> std::io::Result<Self> {
         let (tx, rx) = crossbeam_channel::bounded::<Job>(queue_capacity.max(1));
         let stopping = Arc::new(AtomicBool::new(false));
-        let threads = (0..threads.max(1))
+        let threads = (0..threads)
             .map(|i| {
                 let (rx, handlers, events) = (rx.clone(), handlers.clone(), events.clone());
                 let stopping = stopping.clone();
