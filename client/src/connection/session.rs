@@ -63,38 +63,10 @@ impl Io {
         deadline: Option<Instant>,
     ) -> Flow {
         let mut again = true;
-        // When to look at a socket lent to callers (wire.rs).
+        // When to look at a socket lent to callers (socket.rs).
         let mut look_at_lent = None;
         loop {
-            let ping_deadline = self.last_ping + self.ping_window;
-            let mut wake = deadline.map_or(ping_deadline, |d| d.min(ping_deadline));
-            if let Some(at) = look_at_lent {
-                wake = wake.min(at);
-            }
-            // Senders may queue without waking us (Flush::Lazy) while
-            // there is a cap; without one, they are told we sleep.
-            let cap = out_rx
-                .as_ref()
-                .and_then(|_| write_policy::poll_cap(self.link.pending_count()));
-            let capped = cap.is_some();
-            if let Some(cap) = cap {
-                wake = wake.min(Instant::now() + cap);
-            }
-            if let Some(rx) = out_rx.as_deref().filter(|_| !capped && !again) {
-                // Not while blocked: writability wakes us then.
-                if !self.socket.is_blocked() && !rx.sleep_uncapped() {
-                    again = true;
-                }
-            }
-            #[cfg(test)]
-            if !again && out_rx.is_some() {
-                *self.link.last_sleep.lock() = Some((self.link.pending_count(), capped));
-            }
-            let timeout = if again {
-                Duration::ZERO
-            } else {
-                wake.saturating_duration_since(Instant::now())
-            };
+            let timeout = self.sleep_for(out_rx.as_deref(), deadline, look_at_lent, again);
             if let Err(e) = reactor.poll.poll(&mut reactor.events, Some(timeout)) {
                 if e.kind() != io::ErrorKind::Interrupted {
                     log::error!("poll failed: {e}");
@@ -140,6 +112,45 @@ impl Io {
                     "registration got no answer within connect_timeout",
                 ));
             }
+        }
+    }
+
+    /// How long this turn's poll may sleep: until the ping deadline, the
+    /// registration deadline, the next look at a lent socket, or the write
+    /// policy's cap; not at all when `again` (or, when uncapped, when
+    /// something is queued: see `OutboxReceiver::sleep_uncapped`).
+    fn sleep_for(
+        &self,
+        out_rx: Option<&OutboxReceiver>,
+        deadline: Option<Instant>,
+        look_at_lent: Option<Instant>,
+        mut again: bool,
+    ) -> Duration {
+        let ping_deadline = self.last_ping + self.ping_window;
+        let mut wake = deadline.map_or(ping_deadline, |d| d.min(ping_deadline));
+        if let Some(at) = look_at_lent {
+            wake = wake.min(at);
+        }
+        // Senders may queue without waking us (Flush::Lazy) while there is
+        // a cap; without one, they are told we sleep.
+        let cap = out_rx.and_then(|_| write_policy::poll_cap(self.link.pending_count()));
+        if let Some(cap) = cap {
+            wake = wake.min(Instant::now() + cap);
+        }
+        if let Some(rx) = out_rx.filter(|_| cap.is_none() && !again) {
+            // Not while blocked: writability wakes us then.
+            if !self.socket.is_blocked() && !rx.sleep_uncapped() {
+                again = true;
+            }
+        }
+        #[cfg(test)]
+        if !again && out_rx.is_some() {
+            *self.link.last_sleep.lock() = Some((self.link.pending_count(), cap.is_some()));
+        }
+        if again {
+            Duration::ZERO
+        } else {
+            wake.saturating_duration_since(Instant::now())
         }
     }
 }
