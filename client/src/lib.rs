@@ -32,6 +32,7 @@
 //! `volt-events` (user callbacks, in order). See `docs/ARCHITECTURE.md`.
 
 mod backoff;
+mod callbacks;
 mod client;
 mod connection;
 mod enrollment;
