@@ -31,6 +31,27 @@ pub(crate) enum Flow {
     End(End),
 }
 
+/// How the loop ended: a decided [`Flow`], by type.
+pub(crate) enum Outcome {
+    /// Only while registering: the server accepted.
+    Registered,
+    /// Only while registering: the server refused, or never answered.
+    Rejected(DaemonClientError),
+    /// The session is over.
+    End(End),
+}
+
+impl Flow {
+    fn outcome(self) -> Option<Outcome> {
+        match self {
+            Flow::Continue => None,
+            Flow::Registered => Some(Outcome::Registered),
+            Flow::Rejected(e) => Some(Outcome::Rejected(e)),
+            Flow::End(end) => Some(Outcome::End(end)),
+        }
+    }
+}
+
 /// The live socket and everything the loop needs to route what it reads.
 pub(crate) struct Io {
     /// The socket; the connection thread locks it for one turn at a time.
@@ -61,7 +82,7 @@ impl Io {
         reactor: &mut Reactor,
         mut out_rx: Option<&mut OutboxReceiver>,
         deadline: Option<Instant>,
-    ) -> Flow {
+    ) -> Outcome {
         let mut again = true;
         // When to look at a socket lent to callers (socket.rs).
         let mut look_at_lent = None;
@@ -70,15 +91,15 @@ impl Io {
             if let Err(e) = reactor.poll.poll(&mut reactor.events, Some(timeout)) {
                 if e.kind() != io::ErrorKind::Interrupted {
                     log::error!("poll failed: {e}");
-                    return Flow::End(End::Lost("transport error"));
+                    return Outcome::End(End::Lost("transport error"));
                 }
             }
             if reactor.stop.load(Ordering::Acquire) {
-                return Flow::End(End::Stopped);
+                return Outcome::End(End::Stopped);
             }
             let socket = self.socket.clone();
             if socket.is_broken() {
-                return Flow::End(End::Lost("transport error"));
+                return Outcome::End(End::Lost("transport error"));
             }
             let mut wire = socket.wire.lock();
             let (flow, more_to_read) = self.read_batch(&mut wire);
@@ -90,12 +111,12 @@ impl Io {
                 }
                 wire = socket.wire.lock();
             }
-            if !matches!(flow, Flow::Continue) {
-                return flow;
+            if let Some(outcome) = flow.outcome() {
+                return outcome;
             }
             let was_blocked = socket.is_blocked();
-            if let Err(flow) = self.write_turn(&mut wire, out_rx.as_deref_mut()) {
-                return flow;
+            if let Err(end) = self.write_turn(&mut wire, out_rx.as_deref_mut()) {
+                return Outcome::End(end);
             }
             drop(wire);
             // A socket that just became writable again may have left events
@@ -105,10 +126,10 @@ impl Io {
             again = more_to_read || unblocked;
             let now = Instant::now();
             if now >= self.last_ping + self.ping_window {
-                return Flow::End(End::Lost("ping timeout"));
+                return Outcome::End(End::Lost("ping timeout"));
             }
             if deadline.is_some_and(|d| now >= d) {
-                return Flow::Rejected(DaemonClientError::connection(
+                return Outcome::Rejected(DaemonClientError::connection(
                     "registration got no answer within connect_timeout",
                 ));
             }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::Sender;
 use mio::{Poll, Waker};
 
-use super::session::{Flow, Io};
+use super::session::{Io, Outcome};
 use super::socket::SharedSocket;
 use super::state::{End, State};
 use super::transport::{self, Reactor, Target, WAKER};
@@ -186,21 +186,20 @@ impl Supervisor {
         let opts = &shared.options;
         io.send_connect(&shared)?;
         match io.run(&mut self.reactor, None, Some(deadline)) {
-            Flow::Registered => {}
-            Flow::Rejected(e) => return Err(e),
-            Flow::End(End::Stopped) => {
+            Outcome::Registered => {}
+            Outcome::Rejected(e) => return Err(e),
+            Outcome::End(End::Stopped) => {
                 io.close_gracefully(&mut self.reactor, false);
                 return Err(DaemonClientError::connection(
                     "registration interrupted by disconnect()",
                 ));
             }
-            Flow::End(end) => {
+            Outcome::End(end) => {
                 return Err(DaemonClientError::connection(format!(
                     "connection lost during registration ({})",
                     end.reason()
                 )))
             }
-            Flow::Continue => unreachable!("run() returns only on a decisive flow"),
         }
         log::info!(
             "registered cluster {} on {}",
@@ -226,8 +225,10 @@ impl Supervisor {
         })
         .ok();
         let end = match io.run(&mut self.reactor, Some(out_rx), None) {
-            Flow::End(end) => end,
-            _ => End::Lost("protocol error"),
+            Outcome::End(end) => end,
+            // The state machine accepts or refuses only while registering,
+            // and serving has no registration deadline.
+            Outcome::Registered | Outcome::Rejected(_) => End::Lost("protocol error"),
         };
         shared
             .link

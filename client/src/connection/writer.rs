@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use super::session::{Flow, Io};
+use super::session::Io;
 use super::socket::Wire;
 use super::state::End;
 use super::transport::Reactor;
@@ -59,10 +59,10 @@ impl Io {
         &mut self,
         wire: &mut Wire,
         out_rx: Option<&mut OutboxReceiver>,
-    ) -> Result<(), Flow> {
+    ) -> Result<(), End> {
         let lost = |e: io::Error| {
             log::info!("write failed: {e}");
-            Flow::End(End::Lost("transport close"))
+            End::Lost("transport close")
         };
         for out in self.replies.drain(..) {
             log::trace!("> {}", out.text);
