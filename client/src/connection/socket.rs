@@ -45,13 +45,25 @@ pub(crate) struct Wire {
     pub(crate) decoder: Decoder,
     /// What the socket is registered for in the connection thread's poll.
     interest: Option<Interest>,
-    /// Out of the poll, lent to callers; when one last used it.
-    lent_at: Option<Instant>,
-    /// The connection thread was told of this lending (it must look).
-    lend_announced: bool,
+    /// Whether callers have it (out of the poll) or `volt-conn` does.
+    lending: Lending,
     /// `None` when callers never read (TLS: a read may leave decrypted
     /// bytes inside the TLS stream, which no poll would report).
     inline: Option<InlineHits>,
+}
+
+/// Who reads the socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Lending {
+    /// `volt-conn`'s poll reports it.
+    Polled,
+    /// Out of the poll, lent to callers that read their own replies.
+    Lent {
+        /// When a caller last used it.
+        since: Instant,
+        /// `volt-conn` was told of this lending (it must look at it).
+        announced: bool,
+    },
 }
 
 /// What the connection thread must be told after an inline read.
@@ -98,8 +110,7 @@ impl SharedSocket {
             reader,
             decoder,
             interest: Some(Interest::READABLE | Interest::WRITABLE),
-            lent_at: None,
-            lend_announced: false,
+            lending: Lending::Polled,
             inline,
         };
         wire.set_interest(&registry, Some(Interest::READABLE))?;
@@ -159,11 +170,14 @@ impl SharedSocket {
             self.reclaim(wire);
             return false;
         }
-        if wire.lent_at.is_none() {
+        if wire.lending == Lending::Polled {
             if wire.set_interest(&self.registry, None).is_err() {
                 return false;
             }
-            wire.lent_at = Some(Instant::now());
+            wire.lending = Lending::Lent {
+                since: Instant::now(),
+                announced: false,
+            };
         }
         true
     }
@@ -196,9 +210,18 @@ impl SharedSocket {
         }
         let left = wire.reader.has_unread();
         if took && !left && !self.is_blocked() {
-            wire.lent_at = Some(Instant::now());
-            let first = !std::mem::replace(&mut wire.lend_announced, true);
-            return if first { Tell::Wake } else { Tell::Nothing };
+            let announced = matches!(
+                wire.lending,
+                Lending::Lent {
+                    announced: true,
+                    ..
+                }
+            );
+            wire.lending = Lending::Lent {
+                since: Instant::now(),
+                announced: true,
+            };
+            return if announced { Tell::Nothing } else { Tell::Wake };
         }
         self.reclaim(wire);
         if left || self.is_broken() {
@@ -210,7 +233,7 @@ impl SharedSocket {
 
     /// Puts a lent socket back in the poll.
     pub(crate) fn reclaim(&self, wire: &mut Wire) {
-        if wire.lent_at.is_none() {
+        if wire.lending == Lending::Polled {
             return;
         }
         if let Err(e) = wire.set_interest(&self.registry, Some(self.interest(self.is_blocked()))) {
@@ -229,8 +252,10 @@ impl SharedSocket {
         wire: &mut Wire,
         others_wait: impl FnOnce() -> bool,
     ) -> Option<Instant> {
-        let at = wire.lent_at?;
-        let again = at + LEND_IDLE;
+        let Lending::Lent { since, .. } = wire.lending else {
+            return None;
+        };
+        let again = since + LEND_IDLE;
         if Instant::now() >= again || others_wait() {
             self.reclaim(wire);
             return None;
@@ -258,8 +283,7 @@ impl Wire {
         }
         self.interest = want;
         if want.is_some() {
-            self.lent_at = None;
-            self.lend_announced = false;
+            self.lending = Lending::Polled;
         }
         Ok(())
     }
@@ -376,7 +400,7 @@ mod tests {
             "the connection thread must be told"
         );
         assert!(
-            wire.lent_at.is_none(),
+            (wire.lending == Lending::Polled),
             "frames were left: the socket is back"
         );
         for rest in &frames[2..] {
@@ -432,7 +456,7 @@ mod tests {
         assert_eq!(borrow_for_reply(&socket, &mut server, "a"), Tell::Wake);
         assert_eq!(borrow_for_reply(&socket, &mut server, "b"), Tell::Nothing);
         let mut wire = socket.wire.lock();
-        assert!(wire.lent_at.is_some());
+        assert!(matches!(wire.lending, Lending::Lent { .. }));
         assert!(
             socket.check_lent(&mut wire, || false).is_some(),
             "just used: the connection thread looks again later"
@@ -481,7 +505,7 @@ mod tests {
         outbox
             .send_with(frames, far, crate::outbox::Flush::Direct)
             .unwrap();
-        assert!(socket.wire.lock().lent_at.is_none());
+        assert!(socket.wire.lock().lending == Lending::Polled);
         assert_back_in_the_poll(&mut poll, &mut server);
     }
 }
