@@ -159,6 +159,10 @@ impl Io {
                     namespace: self.state.namespace().to_owned(),
                 };
                 if let Err(job) = self.jobs.offer(job) {
+                    log::warn!(
+                        "handler pool saturated: {} answered 503",
+                        job.command.command
+                    );
                     let reply = self.state.busy_reply(&job.command);
                     self.replies.push(reply);
                 }

@@ -170,7 +170,6 @@ impl State {
 
     /// The reply to a reverse command the full handler pool cannot take.
     pub(crate) fn busy_reply(&self, cmd: &ReverseCommand) -> Outgoing {
-        log::warn!("handler pool saturated: {} answered 503", cmd.command);
         error_reply(cmd, 503, "BUSY", "the handler pool is saturated".into())
             .encode(&self.namespace)
     }
