@@ -3,7 +3,6 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::thread::{self, JoinHandle, ThreadId};
 use std::time::Duration;
 
 use mio::Waker;
@@ -19,10 +18,8 @@ use crate::outbox::OutboxError;
 use crate::pending::{Link, PendingCommand};
 use crate::protocol::envelope::VoltEvent;
 use crate::protocol::message::TeamClusterDaemonMessage;
-use crate::reverse_channel::{
-    CommandContext, CommandResult, HandlerError, HandlerPool, Handlers, ReverseChannelHandler,
-};
-use crate::transport::Target;
+use crate::reverse_channel::{HandlerPool, Handlers};
+use crate::worker::Worker;
 
 /// State shared by the handle and the client's threads.
 pub(crate) struct Shared {
@@ -30,8 +27,8 @@ pub(crate) struct Shared {
     pub(crate) password: RwLock<String>,
     enrolled: AtomicBool,
     pub(crate) link: Arc<Link>,
-    handlers: Arc<Handlers>,
-    callbacks: Arc<Callbacks>,
+    pub(crate) handlers: Arc<Handlers>,
+    pub(crate) callbacks: Arc<Callbacks>,
     runtime: Mutex<Option<Runtime>>,
     connecting: Mutex<()>,
     generation: AtomicU64,
@@ -46,7 +43,7 @@ struct Runtime {
 }
 
 struct ConnThread {
-    handle: JoinHandle<()>,
+    worker: Worker,
     stop: Arc<AtomicBool>,
     waker: Arc<Waker>,
 }
@@ -55,9 +52,7 @@ impl ConnThread {
     fn stop_and_join(self) {
         self.stop.store(true, Ordering::Release);
         let _ = self.waker.wake();
-        if self.handle.thread().id() != thread::current().id() {
-            let _ = self.handle.join();
-        }
+        self.worker.join();
     }
 }
 
@@ -108,57 +103,10 @@ impl std::fmt::Debug for ClusterDaemonClient {
     }
 }
 
-fn config_error(code: DaemonClientErrorCode, why: impl Into<String>) -> DaemonClientError {
-    DaemonClientError::new(code, format!("invalid options: {}", why.into()))
-}
-
-fn validate(o: &ClusterDaemonClientOptions) -> Result<(), DaemonClientError> {
-    use DaemonClientErrorCode::{EnrollmentFailed, SocketConnectionFailed};
-    if o.credentials.team_cluster_id.is_empty() {
-        return Err(config_error(
-            SocketConnectionFailed,
-            "team_cluster_id is empty",
-        ));
-    }
-    Target::parse(&o.control_socket_url, &o.socket)
-        .map_err(|e| config_error(SocketConnectionFailed, e))?;
-    if !o.socket.namespace.starts_with('/') || o.socket.namespace.contains(',') {
-        return Err(config_error(
-            SocketConnectionFailed,
-            "socket.namespace must start with '/' and hold no comma",
-        ));
-    }
-    if !(0.0..=1.0).contains(&o.socket.randomization_factor) {
-        return Err(config_error(
-            SocketConnectionFailed,
-            "socket.randomization_factor must be within [0, 1]",
-        ));
-    }
-    if o.heartbeat.interval.is_zero() {
-        return Err(config_error(
-            SocketConnectionFailed,
-            "heartbeat.interval must be positive",
-        ));
-    }
-    if let Some(e) = &o.enrollment {
-        if e.enabled == Some(true) && o.credentials.enrollment_token.is_none() {
-            return Err(config_error(
-                EnrollmentFailed,
-                "enrollment.enabled is true but there is no enrollment_token",
-            ));
-        }
-        if e.enabled != Some(false) {
-            enrollment::resolve_url(&o.server_url, &e.url)
-                .map_err(|m| config_error(EnrollmentFailed, m))?;
-        }
-    }
-    Ok(())
-}
-
 impl ClusterDaemonClient {
     /// Validates `options`; starts nothing.
     pub fn new(options: ClusterDaemonClientOptions) -> Result<Self, DaemonClientError> {
-        validate(&options)?;
+        options.validate()?;
         let password = RwLock::new(options.credentials.daemon_password.clone());
         Ok(ClusterDaemonClient {
             inner: Arc::new(Inner {
@@ -177,8 +125,13 @@ impl ClusterDaemonClient {
         })
     }
 
-    fn shared(&self) -> &Arc<Shared> {
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
         &self.inner.shared
+    }
+
+    #[cfg(test)]
+    pub(crate) fn link(&self) -> &Arc<Link> {
+        &self.shared().link
     }
 
     /// Enrollment (once, when configured), then socket, registration and
@@ -364,151 +317,6 @@ impl ClusterDaemonClient {
         })
     }
 
-    /// Registers the handler of a reverse command (replacing an earlier
-    /// one). Handlers survive reconnection.
-    ///
-    /// ```
-    /// # use volt_daemon_client::*;
-    /// # let client = ClusterDaemonClient::new(ClusterDaemonClientOptions::new(
-    /// #     "http://127.0.0.1:8080", "ws://127.0.0.1:8080", DaemonCredentials::new("cluster-1", "pw"),
-    /// # )).unwrap();
-    /// struct Uptime;
-    /// impl ReverseChannelHandler for Uptime {
-    ///     fn handle(&self, _payload: serde_json::Value, ctx: &CommandContext) -> Result<CommandResult, HandlerError> {
-    ///         Ok(CommandResult::data(serde_json::json!({ "command": ctx.command(), "seconds": 42 })))
-    ///     }
-    /// }
-    /// client.register_handler("uptime", Uptime);
-    /// ```
-    pub fn register_handler(&self, command: &str, handler: impl ReverseChannelHandler) -> &Self {
-        self.shared()
-            .handlers
-            .insert(command.to_owned(), Arc::new(handler));
-        self
-    }
-
-    /// Registers a closure as the handler of a reverse command.
-    ///
-    /// ```
-    /// # use volt_daemon_client::*;
-    /// # let client = ClusterDaemonClient::new(ClusterDaemonClientOptions::new("http://127.0.0.1:1", "ws://127.0.0.1:1", DaemonCredentials::new("c", "p"))).unwrap();
-    /// client.register_handler_fn("echo", |payload, _ctx| Ok(CommandResult::data(payload)));
-    /// ```
-    pub fn register_handler_fn(
-        &self,
-        command: &str,
-        f: impl Fn(Value, &CommandContext) -> Result<CommandResult, HandlerError>
-            + Send
-            + Sync
-            + 'static,
-    ) -> &Self {
-        self.register_handler(command, f)
-    }
-
-    /// Removes a handler; the command then gets 404 `UNKNOWN_COMMAND`.
-    ///
-    /// ```
-    /// # use volt_daemon_client::*;
-    /// # let client = ClusterDaemonClient::new(ClusterDaemonClientOptions::new(
-    /// #     "http://127.0.0.1:8080", "ws://127.0.0.1:8080", DaemonCredentials::new("cluster-1", "pw"),
-    /// # )).unwrap();
-    /// client
-    ///     .register_handler_fn("temp", |_, _| Ok(CommandResult::empty()))
-    ///     .unregister_handler("temp");
-    /// ```
-    pub fn unregister_handler(&self, command: &str) -> &Self {
-        self.shared().handlers.remove(command);
-        self
-    }
-
-    /// Called with every message from the server, in order.
-    ///
-    /// ```
-    /// # use volt_daemon_client::*;
-    /// # let client = ClusterDaemonClient::new(ClusterDaemonClientOptions::new(
-    /// #     "http://127.0.0.1:8080", "ws://127.0.0.1:8080", DaemonCredentials::new("cluster-1", "pw"),
-    /// # )).unwrap();
-    /// client.on_message(|m| match m {
-    ///     TeamClusterDaemonMessage::SessionInput(input) => println!("input for {}", input.session_id),
-    ///     other => println!("message {}", other.message_type()),
-    /// });
-    /// ```
-    pub fn on_message(
-        &self,
-        f: impl Fn(&TeamClusterDaemonMessage) + Send + Sync + 'static,
-    ) -> &Self {
-        self.shared().callbacks.message.write().push(Arc::new(f));
-        self
-    }
-
-    /// Called each time the client becomes ready.
-    ///
-    /// ```
-    /// # use volt_daemon_client::*;
-    /// # let client = ClusterDaemonClient::new(ClusterDaemonClientOptions::new(
-    /// #     "http://127.0.0.1:8080", "ws://127.0.0.1:8080", DaemonCredentials::new("cluster-1", "pw"),
-    /// # )).unwrap();
-    /// client.on_connected(|| println!("registered"));
-    /// ```
-    pub fn on_connected(&self, f: impl Fn() + Send + Sync + 'static) -> &Self {
-        self.shared().callbacks.connected.write().push(Arc::new(f));
-        self
-    }
-
-    /// Called on every disconnection with its reason (`io client disconnect`,
-    /// `io server disconnect`, `transport close`, `ping timeout`, ...).
-    ///
-    /// ```
-    /// # use volt_daemon_client::*;
-    /// # let client = ClusterDaemonClient::new(ClusterDaemonClientOptions::new(
-    /// #     "http://127.0.0.1:8080", "ws://127.0.0.1:8080", DaemonCredentials::new("cluster-1", "pw"),
-    /// # )).unwrap();
-    /// client.on_disconnected(|reason| println!("disconnected: {reason}"));
-    /// ```
-    pub fn on_disconnected(&self, f: impl Fn(&str) + Send + Sync + 'static) -> &Self {
-        self.shared()
-            .callbacks
-            .disconnected
-            .write()
-            .push(Arc::new(f));
-        self
-    }
-
-    /// Called with errors no caller receives (heartbeats, handlers, protocol).
-    ///
-    /// ```
-    /// # use volt_daemon_client::*;
-    /// # let client = ClusterDaemonClient::new(ClusterDaemonClientOptions::new(
-    /// #     "http://127.0.0.1:8080", "ws://127.0.0.1:8080", DaemonCredentials::new("cluster-1", "pw"),
-    /// # )).unwrap();
-    /// client.on_error(|e| eprintln!("volt: {e}"));
-    /// ```
-    pub fn on_error(&self, f: impl Fn(&DaemonClientError) + Send + Sync + 'static) -> &Self {
-        self.shared().callbacks.error.write().push(Arc::new(f));
-        self
-    }
-
-    /// Called with the new password when enrollment rotates it.
-    ///
-    /// ```
-    /// # use volt_daemon_client::*;
-    /// # let client = ClusterDaemonClient::new(ClusterDaemonClientOptions::new(
-    /// #     "http://127.0.0.1:8080", "ws://127.0.0.1:8080", DaemonCredentials::new("cluster-1", "pw"),
-    /// # )).unwrap();
-    /// client.on_password_rotated(|new_password| {
-    ///     // Persist it: the next start must register with it.
-    ///     let _ = std::fs::write("/tmp/volt-daemon-password", new_password);
-    /// });
-    /// ```
-    pub fn on_password_rotated(&self, f: impl Fn(&str) + Send + Sync + 'static) -> &Self {
-        self.shared()
-            .callbacks
-            .password_rotated
-            .write()
-            .push(Arc::new(f));
-        self
-    }
-
     /// The team cluster id.
     ///
     /// ```
@@ -564,22 +372,30 @@ impl Shared {
     }
 
     fn connect(self: &Arc<Self>) -> Result<(), DaemonClientError> {
-        let _one_at_a_time = self.connecting.lock();
-        if self.link.is_ready() {
-            return Ok(());
-        }
-        let result = self.try_connect();
-        if result.is_err() {
-            // A failed connect() leaves no thread behind and nothing retrying.
-            self.disconnect();
-        }
+        let mut after = AfterConnect::default();
+        let result = {
+            let _one_at_a_time = self.connecting.lock();
+            if self.link.is_ready() {
+                return Ok(());
+            }
+            let result = self.try_connect(&mut after);
+            if result.is_err() {
+                // A failed connect() leaves no thread behind and nothing
+                // retrying. Taken now, stopped once the lock is let go.
+                after.teardown = self.take_runtime();
+            }
+            result
+        };
+        // User code (a callback, a handler) may call connect() itself: it
+        // runs, and threads that run it are joined, with no lock held.
+        after.run(self);
         result
     }
 
-    fn try_connect(self: &Arc<Self>) -> Result<(), DaemonClientError> {
+    fn try_connect(self: &Arc<Self>, after: &mut AfterConnect) -> Result<(), DaemonClientError> {
         let generation = self.generation.load(Ordering::Acquire);
         self.ensure_runtime()?;
-        self.enroll_once()?;
+        self.enroll_once(after)?;
         let (first_tx, first_rx) = crossbeam_channel::bounded(1);
         {
             let mut rt = self.runtime.lock();
@@ -600,11 +416,11 @@ impl Shared {
                 stop: stop.clone(),
                 first: Some(first_tx),
             };
-            let handle = connection::spawn(ctx, reactor, waker.clone()).map_err(|e| {
+            let worker = connection::spawn(ctx, reactor, waker.clone()).map_err(|e| {
                 DaemonClientError::connection(format!("spawning a thread failed: {e}"))
             })?;
             runtime.conn = Some(ConnThread {
-                handle,
+                worker,
                 stop,
                 waker,
             });
@@ -632,7 +448,7 @@ impl Shared {
     /// Enrolls on the first connect() that has a token. Runs on the caller's
     /// thread; a disconnect() meanwhile fails this connect() once the request
     /// returns, but a password the server rotated is kept (the token is spent).
-    fn enroll_once(&self) -> Result<(), DaemonClientError> {
+    fn enroll_once(&self, after: &mut AfterConnect) -> Result<(), DaemonClientError> {
         if self.enrolled.load(Ordering::Acquire) {
             return Ok(());
         }
@@ -649,10 +465,9 @@ impl Shared {
             let sink = self.runtime.lock().as_ref().map(|r| r.sink.clone());
             match sink {
                 Some(sink) => sink.post(ClientEvent::PasswordRotated(new_password)),
-                // Disconnected meanwhile: the daemon must still learn it.
-                None => self
-                    .callbacks
-                    .dispatch(&ClientEvent::PasswordRotated(new_password)),
+                // Disconnected meanwhile: the daemon must still learn it,
+                // on this thread once connect() let its lock go.
+                None => after.rotated = Some(new_password),
             }
         }
         if self.generation.load(Ordering::Acquire) != generation {
@@ -662,11 +477,19 @@ impl Shared {
     }
 
     pub(crate) fn disconnect(&self) {
+        if let Some(runtime) = self.take_runtime() {
+            self.stop_runtime(runtime);
+        }
+    }
+
+    /// Ends the current span: a connect() in progress fails, and the
+    /// threads are the caller's to stop.
+    fn take_runtime(&self) -> Option<Runtime> {
         self.generation.fetch_add(1, Ordering::AcqRel);
-        let Some(runtime) = self.runtime.lock().take() else {
-            return;
-        };
-        let me = thread::current().id();
+        self.runtime.lock().take()
+    }
+
+    fn stop_runtime(&self, runtime: Runtime) {
         let Runtime {
             sink,
             events,
@@ -677,41 +500,38 @@ impl Shared {
             c.stop_and_join();
         }
         self.link.detach("the client disconnected");
-        pool.stop(me);
+        pool.stop();
         drop(sink);
         // Other threads may still hold a sink (a handler calling disconnect()
         // holds its worker's): stop the event thread explicitly.
-        let EventThread { handle, id, stop } = events;
-        drop(stop);
-        join_unless_self(handle, id, me);
+        events.stop();
         log::info!("client stopped");
+    }
+}
+
+/// What connect() does once it let go of its lock: anything that runs user
+/// code or joins a thread that does.
+#[derive(Default)]
+struct AfterConnect {
+    /// A rotated password no event thread was there to report.
+    rotated: Option<String>,
+    /// The threads of a failed attempt.
+    teardown: Option<Runtime>,
+}
+
+impl AfterConnect {
+    fn run(self, shared: &Shared) {
+        if let Some(runtime) = self.teardown {
+            shared.stop_runtime(runtime);
+        }
+        if let Some(new_password) = self.rotated {
+            shared
+                .callbacks
+                .dispatch(&ClientEvent::PasswordRotated(new_password));
+        }
     }
 }
 
 fn interrupted() -> DaemonClientError {
     DaemonClientError::connection("connect() interrupted by disconnect()")
-}
-
-fn join_unless_self(handle: JoinHandle<()>, id: ThreadId, me: ThreadId) {
-    if id != me {
-        let _ = handle.join();
-    }
-}
-
-impl HandlerPool {
-    /// Closes the queue and joins the workers (except the caller, when
-    /// `disconnect()` runs inside a handler).
-    fn stop(self, me: ThreadId) {
-        let HandlerPool {
-            tx,
-            threads,
-            stopping,
-        } = self;
-        stopping.store(true, Ordering::Release);
-        drop(tx);
-        for t in threads {
-            let id = t.thread().id();
-            join_unless_self(t, id, me);
-        }
-    }
 }

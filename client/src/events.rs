@@ -3,13 +3,13 @@
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
-use std::thread::{self, JoinHandle, ThreadId};
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use parking_lot::RwLock;
 
 use crate::error::DaemonClientError;
 use crate::protocol::message::TeamClusterDaemonMessage;
+use crate::worker::Worker;
 
 /// Events waiting for the callback thread. When a callback blocks long
 /// enough to fill this, further events are dropped (and logged) rather than
@@ -106,22 +106,27 @@ impl EventSink {
 
 /// The running callback thread.
 pub(crate) struct EventThread {
-    pub(crate) handle: JoinHandle<()>,
-    pub(crate) id: ThreadId,
+    worker: Worker,
     /// Dropped by `disconnect()`: the thread runs what is queued, then ends,
     /// even while some thread (a handler calling `disconnect()`) still holds
     /// a sink.
-    pub(crate) stop: Sender<()>,
+    stop: Sender<()>,
+}
+
+impl EventThread {
+    /// Runs what is queued, then ends the thread and joins it (unless
+    /// called from a callback).
+    pub(crate) fn stop(self) {
+        drop(self.stop);
+        self.worker.join();
+    }
 }
 
 pub(crate) fn spawn(callbacks: Arc<Callbacks>) -> std::io::Result<(EventSink, EventThread)> {
     let (tx, rx) = crossbeam_channel::bounded(EVENT_QUEUE_CAPACITY);
     let (stop, stop_rx) = crossbeam_channel::bounded::<()>(0);
-    let handle = thread::Builder::new()
-        .name("volt-events".into())
-        .spawn(move || run(rx, stop_rx, &callbacks))?;
-    let id = handle.thread().id();
-    Ok((EventSink { tx }, EventThread { handle, id, stop }))
+    let worker = Worker::spawn("volt-events", move || run(rx, stop_rx, &callbacks))?;
+    Ok((EventSink { tx }, EventThread { worker, stop }))
 }
 
 fn run(rx: Receiver<ClientEvent>, stop: Receiver<()>, callbacks: &Callbacks) {

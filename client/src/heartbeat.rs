@@ -4,7 +4,6 @@
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
-use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{select, Receiver, Sender};
@@ -17,14 +16,15 @@ use crate::error::DaemonClientError;
 use crate::events::EventSink;
 use crate::options::HeartbeatOptions;
 use crate::pending::{timeout_error, Link, Waiter};
+use crate::worker::Worker;
 
 /// The command name of heartbeats.
 pub const HEARTBEAT_COMMAND: &str = "runtime.heartbeat";
 
 /// A running heartbeat loop; dropping the sender stops it.
 pub(crate) struct Heartbeat {
-    stop: Option<Sender<()>>,
-    handle: Option<JoinHandle<()>>,
+    stop: Sender<()>,
+    worker: Worker,
 }
 
 impl Heartbeat {
@@ -36,30 +36,26 @@ impl Heartbeat {
         seed: Option<u64>,
     ) -> std::io::Result<Self> {
         let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(0);
-        let handle = thread::Builder::new()
-            .name("volt-heartbeat".into())
-            .spawn(move || {
-                Loop {
-                    link,
-                    options,
-                    command_timeout,
-                    events,
-                    rng: seeded_rng(seed.map(|s| s.wrapping_add(0x9e37_79b9_7f4a_7c15))),
-                }
-                .run(&stop_rx)
-            })?;
+        let worker = Worker::spawn("volt-heartbeat", move || {
+            Loop {
+                link,
+                options,
+                command_timeout,
+                events,
+                rng: seeded_rng(seed.map(|s| s.wrapping_add(0x9e37_79b9_7f4a_7c15))),
+            }
+            .run(&stop_rx)
+        })?;
         Ok(Heartbeat {
-            stop: Some(stop_tx),
-            handle: Some(handle),
+            stop: stop_tx,
+            worker,
         })
     }
 
     /// Stops the loop and joins its thread.
-    pub(crate) fn stop(mut self) {
-        self.stop.take();
-        if let Some(h) = self.handle.take() {
-            let _ = h.join();
-        }
+    pub(crate) fn stop(self) {
+        drop(self.stop);
+        self.worker.join();
     }
 }
 

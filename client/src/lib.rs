@@ -32,6 +32,7 @@
 //! `volt-events` (user callbacks, in order). See `docs/ARCHITECTURE.md`.
 
 mod backoff;
+mod callbacks;
 mod client;
 mod connection;
 mod enrollment;
@@ -45,8 +46,9 @@ mod pending;
 mod reverse_channel;
 mod slot;
 mod tls;
-mod transport;
-mod wire;
+
+mod worker;
+mod write_policy;
 
 pub use backoff::Backoff;
 pub use client::ClusterDaemonClient;

@@ -1,11 +1,29 @@
-//! Everything a client is configured with. `ClusterDaemonClient::new`
-//! validates it; nothing here starts anything.
+//! Everything a client is configured with, and its validation (run by
+//! `ClusterDaemonClient::new`); nothing here starts anything. Every field
+//! is public and also has a `with_*` builder.
 
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
+
+use crate::connection::Target;
+use crate::enrollment;
+use crate::error::{DaemonClientError, DaemonClientErrorCode};
+
+/// `with_*` builders that set one field each.
+macro_rules! builders {
+    ($($(#[$doc:meta])* $name:ident: $field:ident: $ty:ty;)*) => {
+        $(
+            $(#[$doc])*
+            pub fn $name(mut self, $field: $ty) -> Self {
+                self.$field = $field;
+                self
+            }
+        )*
+    };
+}
 
 /// Who the daemon is, and its secrets. `Debug` redacts the secrets.
 ///
@@ -91,6 +109,13 @@ impl EnrollmentOptions {
             timeout: Duration::from_secs(10),
         }
     }
+
+    builders! {
+        /// `Some(false)` turns enrollment off; `Some(true)` demands a token.
+        with_enabled: enabled: Option<bool>;
+        /// Sets the bound on the whole exchange.
+        with_timeout: timeout: Duration;
+    }
 }
 
 /// Produces the payload of each heartbeat.
@@ -101,9 +126,15 @@ pub type PayloadFactory = Arc<dyn Fn() -> Value + Send + Sync + 'static>;
 /// ```
 /// use std::time::Duration;
 /// use volt_daemon_client::HeartbeatOptions;
-/// let h = HeartbeatOptions { interval: Duration::from_secs(5), ..Default::default() }
+/// let h = HeartbeatOptions::default()
+///     .with_interval(Duration::from_secs(5))
+///     .with_jitter(Duration::from_millis(500))
 ///     .with_payload_factory(|| serde_json::json!({"load": 0.5}));
 /// assert!(h.payload_factory.is_some());
+/// // Field assignment works as well.
+/// let mut h = HeartbeatOptions::default();
+/// h.interval = Duration::from_secs(5);
+/// assert_eq!(h.interval.as_secs(), 5);
 /// ```
 #[derive(Clone)]
 pub struct HeartbeatOptions {
@@ -120,6 +151,13 @@ impl HeartbeatOptions {
     pub fn with_payload_factory(mut self, f: impl Fn() -> Value + Send + Sync + 'static) -> Self {
         self.payload_factory = Some(Arc::new(f));
         self
+    }
+
+    builders! {
+        /// Sets the time between heartbeats.
+        with_interval: interval: Duration;
+        /// Sets the extra random delay.
+        with_jitter: jitter: Duration;
     }
 }
 
@@ -166,9 +204,24 @@ impl TlsOptions {
         self.root_certificates_pem.push(pem.into());
         self
     }
+
+    builders! {
+        /// Accept any certificate and host name. Only for tests.
+        with_danger_accept_invalid_certs: danger_accept_invalid_certs: bool;
+    }
 }
 
 /// The control socket: reconnection, namespace, limits, TLS.
+///
+/// ```
+/// use std::time::Duration;
+/// use volt_daemon_client::SocketOptions;
+/// let s = SocketOptions::default()
+///     .with_reconnect_base_delay(Duration::from_millis(100))
+///     .with_max_reconnect_attempts(Some(5))
+///     .with_connect_timeout(Duration::from_secs(5));
+/// assert_eq!(s.namespace, "/daemon");
+/// ```
 #[derive(Debug, Clone)]
 pub struct SocketOptions {
     /// Reconnect after a transport loss (true).
@@ -213,10 +266,43 @@ impl Default for SocketOptions {
     }
 }
 
+impl SocketOptions {
+    builders! {
+        /// Reconnect after a transport loss, or not.
+        with_reconnect: reconnect: bool;
+        /// Gives up after this many failed attempts in a row (`None`: never).
+        with_max_reconnect_attempts: max_reconnect_attempts: Option<u32>;
+        /// Sets the first reconnection delay.
+        with_reconnect_base_delay: reconnect_base_delay: Duration;
+        /// Sets the largest reconnection delay.
+        with_reconnect_max_delay: reconnect_max_delay: Duration;
+        /// Sets the jitter, as a fraction of the delay (within [0, 1]).
+        with_randomization_factor: randomization_factor: f64;
+        /// Sets the Socket.IO namespace.
+        with_namespace: namespace: String;
+        /// Sets the Engine.IO path.
+        with_path: path: String;
+        /// Sets the bound on connecting.
+        with_connect_timeout: connect_timeout: Duration;
+        /// Sets the largest incoming frame.
+        with_max_incoming_frame_bytes: max_incoming_frame_bytes: usize;
+        /// Sets the TLS settings.
+        with_tls: tls: TlsOptions;
+        /// Sets the seed for reproducible jitter and backoff.
+        with_rng_seed: rng_seed: Option<u64>;
+    }
+}
+
 /// The handler pool that runs reverse commands.
+///
+/// ```
+/// use volt_daemon_client::HandlerPoolOptions;
+/// let h = HandlerPoolOptions::default().with_threads(8).with_queue_capacity(1024);
+/// assert_eq!((h.threads, h.queue_capacity), (8, 1024));
+/// ```
 #[derive(Debug, Clone)]
 pub struct HandlerPoolOptions {
-    /// Worker threads (4).
+    /// Worker threads (4); at least one.
     pub threads: usize,
     /// Commands waiting for a worker; beyond it the reply is 503 BUSY (256).
     pub queue_capacity: usize,
@@ -231,6 +317,15 @@ impl Default for HandlerPoolOptions {
     }
 }
 
+impl HandlerPoolOptions {
+    builders! {
+        /// Sets the number of worker threads (at least one).
+        with_threads: threads: usize;
+        /// Sets how many commands may wait for a worker.
+        with_queue_capacity: queue_capacity: usize;
+    }
+}
+
 /// Everything the client needs.
 ///
 /// ```
@@ -241,6 +336,11 @@ impl Default for HandlerPoolOptions {
 ///     DaemonCredentials::new("cluster-1", "pw"),
 /// );
 /// assert_eq!(opts.command_timeout.as_secs(), 30);
+/// let opts = opts
+///     .with_command_timeout(std::time::Duration::from_secs(10))
+///     .with_enrollment(Some(EnrollmentOptions::new("/api/enroll")));
+/// assert!(opts.enrollment.is_some());
+/// # use volt_daemon_client::EnrollmentOptions;
 /// ```
 #[derive(Debug, Clone)]
 pub struct ClusterDaemonClientOptions {
@@ -279,5 +379,91 @@ impl ClusterDaemonClientOptions {
             command_timeout: Duration::from_secs(30),
             handlers: HandlerPoolOptions::default(),
         }
+    }
+    builders! {
+        /// Sets the enrollment.
+        with_enrollment: enrollment: Option<EnrollmentOptions>;
+        /// Sets the heartbeat loop.
+        with_heartbeat: heartbeat: HeartbeatOptions;
+        /// Sets the control socket options.
+        with_socket: socket: SocketOptions;
+        /// Sets the default command timeout.
+        with_command_timeout: command_timeout: Duration;
+        /// Sets the handler pool.
+        with_handlers: handlers: HandlerPoolOptions;
+    }
+
+    /// Checks everything `ClusterDaemonClient::new` refuses.
+    pub(crate) fn validate(&self) -> Result<(), DaemonClientError> {
+        use DaemonClientErrorCode::{EnrollmentFailed, SocketConnectionFailed};
+        let socket = |why: &str| config_error(SocketConnectionFailed, why);
+        if self.credentials.team_cluster_id.is_empty() {
+            return Err(socket("team_cluster_id is empty"));
+        }
+        Target::parse(&self.control_socket_url, &self.socket).map_err(|e| socket(&e))?;
+        let s = &self.socket;
+        if !s.namespace.starts_with('/') || s.namespace.contains(',') {
+            return Err(socket(
+                "socket.namespace must start with '/' and hold no comma",
+            ));
+        }
+        if !(0.0..=1.0).contains(&s.randomization_factor) {
+            return Err(socket("socket.randomization_factor must be within [0, 1]"));
+        }
+        if self.heartbeat.interval.is_zero() {
+            return Err(socket("heartbeat.interval must be positive"));
+        }
+        if self.handlers.threads == 0 {
+            return Err(socket("handlers.threads must be at least 1"));
+        }
+        if let Some(e) = &self.enrollment {
+            if e.enabled == Some(true) && self.credentials.enrollment_token.is_none() {
+                return Err(config_error(
+                    EnrollmentFailed,
+                    "enrollment.enabled is true but there is no enrollment_token",
+                ));
+            }
+            if e.enabled != Some(false) {
+                enrollment::resolve_url(&self.server_url, &e.url)
+                    .map_err(|m| config_error(EnrollmentFailed, m))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn config_error(code: DaemonClientErrorCode, why: impl Into<String>) -> DaemonClientError {
+    DaemonClientError::new(code, format!("invalid options: {}", why.into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options() -> ClusterDaemonClientOptions {
+        ClusterDaemonClientOptions::new(
+            "http://127.0.0.1:1",
+            "ws://127.0.0.1:1",
+            DaemonCredentials::new("c", "p"),
+        )
+    }
+
+    #[test]
+    fn zero_handler_threads_is_a_validation_error_not_one() {
+        let o = options().with_handlers(HandlerPoolOptions::default().with_threads(0));
+        let e = o.validate().unwrap_err();
+        assert!(e.to_string().contains("handlers.threads"), "{e}");
+        assert!(options().validate().is_ok());
+    }
+
+    #[test]
+    fn builders_set_what_field_assignment_sets() {
+        let built = options()
+            .with_command_timeout(Duration::from_secs(3))
+            .with_socket(SocketOptions::default().with_namespace("/ns".into()));
+        let mut assigned = options();
+        assigned.command_timeout = Duration::from_secs(3);
+        assigned.socket.namespace = "/ns".into();
+        assert_eq!(format!("{built:?}"), format!("{assigned:?}"));
     }
 }

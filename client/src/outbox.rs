@@ -16,10 +16,9 @@ use std::time::Instant;
 use mio::Waker;
 use parking_lot::{Condvar, Mutex};
 
+use crate::connection::{SharedSocket, Stream, Tell};
 use crate::protocol::envelope::Outgoing;
 use crate::protocol::websocket::{append_frame, MAX_HEADER, OPCODE_BINARY, OPCODE_TEXT};
-use crate::transport::Stream;
-use crate::wire::{SharedSocket, Tell};
 
 /// One event's frames, borrowed: a text frame and the binary frames that
 /// must follow it back to back.
@@ -80,13 +79,10 @@ pub(crate) enum Flush<'a> {
     /// The I/O thread at its next turn, without a wake-up: for when so
     /// many commands are in flight that replies wake it soon anyway, and
     /// it then writes what queued meanwhile in one batch. It never sleeps
-    /// longer than [`LAZY_FLUSH_DELAY`] while that many are in flight.
+    /// longer than [`LAZY_FLUSH_DELAY`](crate::write_policy::LAZY_FLUSH_DELAY)
+    /// while that many are in flight.
     Lazy,
 }
-
-/// The longest the I/O thread sleeps while lazily flushed commands may
-/// wait in the outbox.
-pub(crate) const LAZY_FLUSH_DELAY: std::time::Duration = std::time::Duration::from_millis(1);
 
 /// Bytes that may wait for the socket. A sender that finds the buffer full
 /// waits for room until its deadline: memory stays bounded when the server
@@ -109,6 +105,12 @@ pub(crate) enum OutboxError {
 struct Staged {
     bytes: Vec<u8>,
     closed: bool,
+    /// The I/O thread found nothing here and went to sleep without the
+    /// short cap (until a socket event or the next ping). Read and set
+    /// under this lock with the bytes, so a lazy sender that appends after
+    /// the I/O thread looked always sees it and wakes it: a queued command
+    /// never waits for a ping.
+    io_asleep_uncapped: bool,
 }
 
 struct Queue {
@@ -211,6 +213,13 @@ impl Outbox {
                 self.queue.room.wait_until(&mut staged, deadline);
             }
             frames.append_to(&mut staged.bytes);
+            if matches!(flush, Flush::Lazy) && std::mem::take(&mut staged.io_asleep_uncapped) {
+                // It chose Lazy on a count the I/O thread has drained since.
+                drop(staged);
+                self.queue.armed.store(true, Ordering::Release);
+                let _ = self.waker.wake();
+                return Ok(());
+            }
         }
         let inline = match flush {
             Flush::Direct => None,
@@ -253,15 +262,13 @@ impl Outbox {
                 // Someone else wrote ours with theirs.
                 Ok(())
             } else {
-                let written = wire.ws.get_mut().write(&staged.bytes).map(drop);
+                let written = wire.stream.write(&staged.bytes).map(drop);
                 staged.bytes.clear();
                 written
             }
         };
         self.queue.room.notify_all();
-        let written = written
-            .map_err(tungstenite::Error::Io)
-            .and_then(|()| self.socket.flush(&mut wire));
+        let written = written.and_then(|()| self.socket.flush(&mut wire));
         let tell = inline.map_or(Tell::Nothing, |on_json| {
             self.socket.read_inline(&mut wire, on_json)
         });
@@ -289,12 +296,22 @@ impl Outbox {
 const KEEP_CAPACITY: usize = 2 * OUTBOX_CAPACITY;
 
 impl OutboxReceiver {
+    /// Called by the I/O thread before a sleep without the short cap:
+    /// false when something is queued (then it must not sleep), else the
+    /// next lazy sender wakes it.
+    pub(crate) fn sleep_uncapped(&self) -> bool {
+        let mut staged = self.queue.staged.lock();
+        staged.io_asleep_uncapped = staged.bytes.is_empty();
+        staged.io_asleep_uncapped
+    }
+
     /// Moves everything waiting into `stream` (which takes it all, writing
     /// what the socket accepts now). Later sends wake the thread again.
     pub(crate) fn drain_into(&mut self, stream: &mut Stream) -> std::io::Result<()> {
         self.queue.armed.store(false, Ordering::SeqCst);
         {
             let mut staged = self.queue.staged.lock();
+            staged.io_asleep_uncapped = false;
             if staged.bytes.is_empty() {
                 return Ok(());
             }

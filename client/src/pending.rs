@@ -22,17 +22,7 @@ use crate::protocol::envelope::{
     ScannedResponse,
 };
 use crate::slot::{Delivery, Reply, Slot};
-
-/// Commands in flight up to which a new one is written on the caller's
-/// thread rather than queued for the connection thread.
-const DIRECT_WRITE_MAX_IN_FLIGHT: usize = 2;
-
-/// Commands in flight above which a new one does not wake the connection
-/// thread: replies keep waking it, and it then writes everything queued in
-/// one batch (bigger batches: fewer syscalls and wake-ups on both ends).
-/// It polls at least every [`LAZY_FLUSH_DELAY`](crate::outbox::LAZY_FLUSH_DELAY)
-/// while more than this many are in flight, in case no reply comes.
-pub(crate) const LAZY_FLUSH_MIN_IN_FLIGHT: usize = 64;
+use crate::write_policy::{self, Writer};
 
 /// A command's text is encoded into this thread's buffer, then copied
 /// (framed) into the outbox: no allocation per command once grown.
@@ -118,6 +108,16 @@ impl Hasher for IdHasher {
 #[derive(Default)]
 pub(crate) struct Link {
     state: Mutex<LinkState>,
+    /// How the I/O thread last went to sleep: the commands in flight it
+    /// saw and whether its sleep was capped (tests wait on it).
+    #[cfg(test)]
+    pub(crate) last_sleep: Mutex<Option<(usize, bool)>>,
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Run on the sending thread between its in-flight count and its append.
+    pub(crate) static BEFORE_APPEND: Cell<Option<Box<dyn FnOnce()>>> = const { Cell::new(None) };
 }
 
 /// A command in flight; [`PendingCommand::wait`] gives its one outcome.
@@ -270,17 +270,16 @@ impl Link {
             }
             true
         };
-        // Few in flight: write on this thread, for latency. Many: queue,
-        // so the connection thread writes them in batches.
-        let flush = match in_flight {
-            1 => Flush::Inline(&mut take_reply),
-            n if n <= DIRECT_WRITE_MAX_IN_FLIGHT => Flush::Direct,
-            // The command that crosses the threshold still wakes the
-            // connection thread, which may be asleep without the short
-            // poll it keeps while more are in flight (connection.rs).
-            n if n <= LAZY_FLUSH_MIN_IN_FLIGHT + 1 => Flush::Wake,
-            _ => Flush::Lazy,
+        let flush = match write_policy::writer(in_flight) {
+            Writer::Inline => Flush::Inline(&mut take_reply),
+            Writer::Direct => Flush::Direct,
+            Writer::Wake => Flush::Wake,
+            Writer::Lazy => Flush::Lazy,
         };
+        #[cfg(test)]
+        if let Some(hook) = BEFORE_APPEND.with(Cell::take) {
+            hook();
+        }
         let mut id_text = uuid::Uuid::encode_buffer();
         let id_text = id.hyphenated().encode_lower(&mut id_text);
         let sent = with_encode_buffer(|text| {
@@ -388,7 +387,7 @@ impl Link {
         let slot = waiter.deliver(key, outcome)?;
         // Waking after the socket is let go only helps a caller whose next
         // command will be written directly; under load, wake at once.
-        if still_pending < DIRECT_WRITE_MAX_IN_FLIGHT {
+        if write_policy::wake_after_release(still_pending) {
             return Some(slot);
         }
         slot.wake();
@@ -398,5 +397,85 @@ impl Link {
     /// How many commands await a reply (for tests and leak checks).
     pub(crate) fn pending_count(&self) -> usize {
         self.state.lock().pending.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use serde_json::json;
+    use volt_mock_server::{Server, ServerConfig};
+
+    use super::*;
+    use crate::{ClusterDaemonClient, ClusterDaemonClientOptions, DaemonCredentials};
+
+    const WAIT: Duration = Duration::from_secs(5);
+
+    fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+        let deadline = Instant::now() + WAIT;
+        while !cond() {
+            assert!(Instant::now() < deadline, "{what}: not within {WAIT:?}");
+            std::thread::yield_now();
+        }
+    }
+
+    #[test]
+    fn a_lazy_command_appended_after_the_io_thread_fell_asleep_uncapped_is_sent() {
+        let server = Server::start(ServerConfig::default().cluster("c", "pw")).unwrap();
+        let mut o = ClusterDaemonClientOptions::new(
+            server.url(),
+            server.url(),
+            DaemonCredentials::new("c", "pw"),
+        );
+        o.socket.connect_timeout = WAIT;
+        let client = ClusterDaemonClient::new(o).unwrap();
+        client.connect().unwrap();
+        let link = client.link().clone();
+        // Many commands in flight whose replies are still to come.
+        let (tx, _rx) = crossbeam_channel::unbounded();
+        let fake: Vec<u128> = (1..=2 * write_policy::LAZY_FLUSH_MIN_IN_FLIGHT as u128).collect();
+        for id in &fake {
+            let waiter = Waiter::Channel(tx.clone());
+            link.state.lock().pending.insert(*id, waiter);
+        }
+        let many = fake.len();
+        // The I/O thread takes a turn and sees them: it polls with the cap.
+        server.send_message("c", json!({"type": "nudge"})).unwrap();
+        wait_until("the I/O thread sleeps capped", || {
+            *link.last_sleep.lock() == Some((many, true))
+        });
+        let (parked_tx, parked_rx) = crossbeam_channel::bounded(1);
+        let (go_tx, go_rx) = crossbeam_channel::bounded::<()>(1);
+        let (done_tx, done_rx) = crossbeam_channel::bounded(1);
+        let sender_link = link.clone();
+        std::thread::spawn(move || {
+            BEFORE_APPEND.with(|h| {
+                h.set(Some(Box::new(move || {
+                    let _ = parked_tx.send(());
+                    let _ = go_rx.recv_timeout(WAIT);
+                })))
+            });
+            // It counts many in flight: a lazy send.
+            let timeout = Duration::from_secs(2);
+            let r = sender_link
+                .start_pending("echo", Some(json!("late")), timeout)
+                .and_then(PendingCommand::wait);
+            let _ = done_tx.send(r);
+        });
+        parked_rx.recv_timeout(WAIT).expect("the sender parked");
+        // Their replies arrive meanwhile; at its next capped wake-up the I/O
+        // thread sees one left in flight (the parked sender's) and sleeps
+        // without the cap, until the next ping.
+        for id in fake {
+            link.remove(id);
+        }
+        wait_until("the I/O thread sleeps uncapped", || {
+            *link.last_sleep.lock() == Some((1, false))
+        });
+        go_tx.send(()).unwrap();
+        let reply = done_rx.recv_timeout(WAIT).expect("the sender returned");
+        assert_eq!(reply.unwrap(), Some(json!("late")));
+        client.disconnect();
     }
 }

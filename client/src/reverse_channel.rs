@@ -1,12 +1,12 @@
 //! Commands from the server: handlers, their results, and the fixed pool of
 //! `volt-handler-N` threads that runs them and sends the replies.
 
+use crate::worker::Worker;
 use std::collections::HashMap;
 use std::io::Read;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
@@ -198,10 +198,10 @@ const MAX_CHUNK: usize = 64 * 1024;
 
 /// The pool's queue and threads.
 pub(crate) struct HandlerPool {
-    pub(crate) tx: Sender<Job>,
-    pub(crate) threads: Vec<JoinHandle<()>>,
+    tx: Sender<Job>,
+    threads: Vec<Worker>,
     /// Set by `disconnect()`: queued jobs are skipped, not run.
-    pub(crate) stopping: Arc<AtomicBool>,
+    stopping: Arc<AtomicBool>,
 }
 
 impl HandlerPool {
@@ -214,13 +214,13 @@ impl HandlerPool {
     ) -> std::io::Result<Self> {
         let (tx, rx) = crossbeam_channel::bounded::<Job>(queue_capacity.max(1));
         let stopping = Arc::new(AtomicBool::new(false));
-        let threads = (0..threads.max(1))
+        let threads = (0..threads)
             .map(|i| {
                 let (rx, handlers, events) = (rx.clone(), handlers.clone(), events.clone());
                 let stopping = stopping.clone();
-                thread::Builder::new()
-                    .name(format!("volt-handler-{i}"))
-                    .spawn(move || worker(&rx, &handlers, &events, reply_timeout, &stopping))
+                Worker::spawn(format!("volt-handler-{i}"), move || {
+                    worker(&rx, &handlers, &events, reply_timeout, &stopping)
+                })
             })
             .collect::<std::io::Result<_>>()?;
         Ok(HandlerPool {
@@ -228,6 +228,14 @@ impl HandlerPool {
             threads,
             stopping,
         })
+    }
+
+    /// Closes the queue and joins the workers (but the caller, when
+    /// `disconnect()` runs inside a handler).
+    pub(crate) fn stop(self) {
+        self.stopping.store(true, Ordering::Release);
+        drop(self.tx);
+        self.threads.into_iter().for_each(Worker::join);
     }
 
     /// A sender for the connection thread.

@@ -23,40 +23,48 @@
 //! A connection where replies rarely come that fast (a remote server)
 //! stops trying, but for a probe now and then; TLS never tries.
 
-use std::io;
+use std::io::{self, Write as _};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use mio::{Interest, Registry};
 use parking_lot::Mutex;
-use tungstenite::WebSocket;
 
+use super::transport::{Stream, SOCKET};
 use crate::protocol::websocket::FrameReader;
 use crate::protocol::Decoder;
-use crate::transport::{Stream, SOCKET};
+use crate::write_policy::{InlineHits, LEND_IDLE};
 
 /// The socket and what reading it needs; only ever touched under
 /// [`SharedSocket::wire`]'s lock, for non-blocking I/O only.
 pub(crate) struct Wire {
-    pub(crate) ws: WebSocket<Stream>,
-    /// The server's frames (tungstenite only reads up to the open packet).
+    pub(crate) stream: Stream,
+    /// The server's frames, from the first one after the upgrade response.
     pub(crate) reader: FrameReader,
     pub(crate) decoder: Decoder,
     /// What the socket is registered for in the connection thread's poll.
     interest: Option<Interest>,
-    /// Out of the poll, lent to callers; when one last used it.
-    lent_at: Option<Instant>,
-    /// The connection thread was told of this lending (it must look).
-    lend_announced: bool,
+    /// Whether callers have it (out of the poll) or `volt-conn` does.
+    lending: Lending,
     /// `None` when callers never read (TLS: a read may leave decrypted
     /// bytes inside the TLS stream, which no poll would report).
     inline: Option<InlineHits>,
 }
 
-/// How long a lent socket may go unused before `volt-conn` takes it back,
-/// and how often it looks at it meanwhile.
-const LEND_IDLE: Duration = Duration::from_millis(1);
+/// Who reads the socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Lending {
+    /// `volt-conn`'s poll reports it.
+    Polled,
+    /// Out of the poll, lent to callers that read their own replies.
+    Lent {
+        /// When a caller last used it.
+        since: Instant,
+        /// `volt-conn` was told of this lending (it must look at it).
+        announced: bool,
+    },
+}
 
 /// What the connection thread must be told after an inline read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,58 +92,25 @@ pub(crate) struct SharedSocket {
     broken: AtomicBool,
 }
 
-/// How often reading on the caller's thread found a reply.
-#[derive(Default)]
-struct InlineHits {
-    /// Attempts in a row that found nothing.
-    misses: u32,
-    /// Attempts skipped since the last probe.
-    skipped: u32,
-}
-
-/// Misses in a row after which a connection only probes.
-const MISSES_BEFORE_PROBING: u32 = 8;
-/// While probing, one attempt per this many chances.
-const PROBE_EVERY: u32 = 64;
-
-impl InlineHits {
-    fn should_try(&mut self) -> bool {
-        if self.misses < MISSES_BEFORE_PROBING {
-            return true;
-        }
-        self.skipped = self.skipped.wrapping_add(1);
-        self.skipped % PROBE_EVERY == 0
-    }
-
-    fn record(&mut self, hit: bool) {
-        self.misses = if hit {
-            0
-        } else {
-            self.misses.saturating_add(1)
-        };
-    }
-}
-
 impl SharedSocket {
     /// Takes over an open socket registered in `registry`'s poll; from
     /// here on it is registered for reading only (writability only while
     /// a flush is blocked: a writable socket would otherwise wake the
     /// poll each time its registration changes).
     pub(crate) fn new(
-        mut ws: WebSocket<Stream>,
+        stream: Stream,
         reader: FrameReader,
         decoder: Decoder,
         registry: Registry,
         namespace: &str,
     ) -> io::Result<Arc<Self>> {
-        let inline = ws.get_mut().is_plain().then(InlineHits::default);
+        let inline = stream.is_plain().then(InlineHits::default);
         let mut wire = Wire {
-            ws,
+            stream,
             reader,
             decoder,
             interest: Some(Interest::READABLE | Interest::WRITABLE),
-            lent_at: None,
-            lend_announced: false,
+            lending: Lending::Polled,
             inline,
         };
         wire.set_interest(&registry, Some(Interest::READABLE))?;
@@ -157,19 +132,18 @@ impl SharedSocket {
         self.broken.load(Ordering::Acquire)
     }
 
-    /// Flushes tungstenite's frames and the stream's buffer; a would-block
+    /// Flushes the stream's buffer; a would-block
     /// leaves the rest buffered and marks the socket blocked until a later
     /// flush gets through.
-    pub(crate) fn flush(&self, wire: &mut Wire) -> Result<(), tungstenite::Error> {
-        let blocked = match wire.ws.flush() {
+    pub(crate) fn flush(&self, wire: &mut Wire) -> io::Result<()> {
+        let blocked = match wire.stream.flush() {
             Ok(()) => false,
-            Err(e) if is_would_block(&e) => true,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => true,
             Err(e) => return Err(e),
         };
         // Registered for what it now needs (a lent socket goes back).
         if self.blocked.swap(blocked, Ordering::AcqRel) != blocked {
-            wire.set_interest(&self.registry, Some(self.interest(blocked)))
-                .map_err(tungstenite::Error::Io)?;
+            wire.set_interest(&self.registry, Some(self.interest(blocked)))?;
         }
         Ok(())
     }
@@ -196,11 +170,14 @@ impl SharedSocket {
             self.reclaim(wire);
             return false;
         }
-        if wire.lent_at.is_none() {
+        if wire.lending == Lending::Polled {
             if wire.set_interest(&self.registry, None).is_err() {
                 return false;
             }
-            wire.lent_at = Some(Instant::now());
+            wire.lending = Lending::Lent {
+                since: Instant::now(),
+                announced: false,
+            };
         }
         true
     }
@@ -215,7 +192,7 @@ impl SharedSocket {
     pub(crate) fn read_inline(&self, wire: &mut Wire, on_json: impl FnMut(&str) -> bool) -> Tell {
         let mut on_json = on_json;
         let mut took = false;
-        let read = wire.reader.fill(wire.ws.get_mut());
+        let read = wire.reader.fill(&mut wire.stream);
         if matches!(read, Ok(n) if n > 0) {
             let Wire {
                 reader, decoder, ..
@@ -233,9 +210,18 @@ impl SharedSocket {
         }
         let left = wire.reader.has_unread();
         if took && !left && !self.is_blocked() {
-            wire.lent_at = Some(Instant::now());
-            let first = !std::mem::replace(&mut wire.lend_announced, true);
-            return if first { Tell::Wake } else { Tell::Nothing };
+            let announced = matches!(
+                wire.lending,
+                Lending::Lent {
+                    announced: true,
+                    ..
+                }
+            );
+            wire.lending = Lending::Lent {
+                since: Instant::now(),
+                announced: true,
+            };
+            return if announced { Tell::Nothing } else { Tell::Wake };
         }
         self.reclaim(wire);
         if left || self.is_broken() {
@@ -247,7 +233,7 @@ impl SharedSocket {
 
     /// Puts a lent socket back in the poll.
     pub(crate) fn reclaim(&self, wire: &mut Wire) {
-        if wire.lent_at.is_none() {
+        if wire.lending == Lending::Polled {
             return;
         }
         if let Err(e) = wire.set_interest(&self.registry, Some(self.interest(self.is_blocked()))) {
@@ -266,8 +252,10 @@ impl SharedSocket {
         wire: &mut Wire,
         others_wait: impl FnOnce() -> bool,
     ) -> Option<Instant> {
-        let at = wire.lent_at?;
-        let again = at + LEND_IDLE;
+        let Lending::Lent { since, .. } = wire.lending else {
+            return None;
+        };
+        let again = since + LEND_IDLE;
         if Instant::now() >= again || others_wait() {
             self.reclaim(wire);
             return None;
@@ -286,7 +274,7 @@ impl Wire {
         if want == self.interest {
             return Ok(());
         }
-        let tcp = self.ws.get_mut().tcp();
+        let tcp = self.stream.tcp();
         match (self.interest, want) {
             (None, Some(i)) => registry.register(tcp, SOCKET, i)?,
             (Some(_), Some(i)) => registry.reregister(tcp, SOCKET, i)?,
@@ -295,15 +283,10 @@ impl Wire {
         }
         self.interest = want;
         if want.is_some() {
-            self.lent_at = None;
-            self.lend_announced = false;
+            self.lending = Lending::Polled;
         }
         Ok(())
     }
-}
-
-pub(crate) fn is_would_block(e: &tungstenite::Error) -> bool {
-    matches!(e, tungstenite::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock)
 }
 
 #[cfg(test)]
@@ -312,7 +295,6 @@ mod tests {
     use std::time::{Duration, Instant};
 
     use mio::{Events, Poll};
-    use tungstenite::protocol::Role;
 
     use super::*;
     use crate::protocol::websocket::Message;
@@ -348,9 +330,9 @@ mod tests {
         let mut tcp = mio::net::TcpStream::from_std(client);
         let both = Interest::READABLE | Interest::WRITABLE;
         poll.registry().register(&mut tcp, SOCKET, both).unwrap();
-        let ws = WebSocket::from_raw_socket(Stream::open_plain(tcp), Role::Client, None);
+        let stream = Stream::open_plain(tcp);
         let socket = SharedSocket::new(
-            ws,
+            stream,
             FrameReader::new(1 << 20),
             Decoder::new(Limits::default()),
             poll.registry().try_clone().unwrap(),
@@ -380,7 +362,7 @@ mod tests {
     fn wait_arrived(wire: &mut Wire, bytes: usize) {
         let mut buf = vec![0u8; bytes];
         let until = Instant::now() + LIMIT;
-        while wire.ws.get_mut().tcp().peek(&mut buf).unwrap_or(0) < bytes {
+        while wire.stream.tcp().peek(&mut buf).unwrap_or(0) < bytes {
             assert!(Instant::now() < until, "{bytes} bytes never arrived");
             std::thread::yield_now();
         }
@@ -418,7 +400,7 @@ mod tests {
             "the connection thread must be told"
         );
         assert!(
-            wire.lent_at.is_none(),
+            (wire.lending == Lending::Polled),
             "frames were left: the socket is back"
         );
         for rest in &frames[2..] {
@@ -474,7 +456,7 @@ mod tests {
         assert_eq!(borrow_for_reply(&socket, &mut server, "a"), Tell::Wake);
         assert_eq!(borrow_for_reply(&socket, &mut server, "b"), Tell::Nothing);
         let mut wire = socket.wire.lock();
-        assert!(wire.lent_at.is_some());
+        assert!(matches!(wire.lending, Lending::Lent { .. }));
         assert!(
             socket.check_lent(&mut wire, || false).is_some(),
             "just used: the connection thread looks again later"
@@ -511,7 +493,7 @@ mod tests {
         let (mut poll, socket, mut server) = pair();
         assert_eq!(borrow_for_reply(&socket, &mut server, "a"), Tell::Wake);
         let (outbox, _rx) = crate::outbox::outbox(
-            Arc::new(mio::Waker::new(poll.registry(), crate::transport::WAKER).unwrap()),
+            Arc::new(mio::Waker::new(poll.registry(), super::super::transport::WAKER).unwrap()),
             1 << 20,
             socket.clone(),
         );
@@ -523,20 +505,7 @@ mod tests {
         outbox
             .send_with(frames, far, crate::outbox::Flush::Direct)
             .unwrap();
-        assert!(socket.wire.lock().lent_at.is_none());
+        assert!(socket.wire.lock().lending == Lending::Polled);
         assert_back_in_the_poll(&mut poll, &mut server);
-    }
-
-    #[test]
-    fn a_connection_where_replies_never_come_at_once_only_probes() {
-        let mut hits = InlineHits::default();
-        for _ in 0..MISSES_BEFORE_PROBING {
-            assert!(hits.should_try());
-            hits.record(false);
-        }
-        let tries = (0..10 * PROBE_EVERY).filter(|_| hits.should_try()).count();
-        assert_eq!(tries, 10);
-        hits.record(true);
-        assert!((0..5).all(|_| hits.should_try()), "a hit resumes trying");
     }
 }

@@ -11,7 +11,6 @@ use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 use tungstenite::handshake::HandshakeError;
 use tungstenite::protocol::WebSocketConfig;
-use tungstenite::WebSocket;
 
 use crate::error::DaemonClientError;
 use crate::options::{SocketOptions, TlsOptions};
@@ -31,9 +30,9 @@ pub(crate) const SOCKET: Token = Token(1);
 /// Once the WebSocket is open, writes are buffered here: `write` always
 /// takes the whole buffer (what the socket does not accept now is kept, in
 /// order), and `flush` reports `WouldBlock` until all of it is out. So
-/// frames from tungstenite (pong, close) and the frames the client writes
-/// itself (see `outbox.rs`) go through one byte queue and can never be
-/// interleaved, whoever wrote first and however the socket splits them.
+/// every frame (commands from callers or `volt-conn`, pongs, close) goes
+/// through one byte queue and frames are never interleaved, whoever wrote
+/// first and however the socket splits them.
 pub(crate) struct Stream {
     io: RawStream,
     /// Bytes accepted but not yet taken by the socket.
@@ -281,7 +280,9 @@ impl Target {
 
 /// An open Engine.IO session.
 pub(crate) struct Opened {
-    pub(crate) ws: WebSocket<Stream>,
+    /// The socket, the WebSocket upgrade done: from here on the client
+    /// frames and reads WebSocket itself (`volt_protocol::websocket`).
+    pub(crate) stream: Stream,
     pub(crate) handshake: Handshake,
     /// Holds whatever followed the open packet.
     pub(crate) reader: FrameReader,
@@ -329,7 +330,7 @@ pub(crate) fn open(
         .max_frame_size(Some(socket.max_incoming_frame_bytes));
     let mut result =
         tungstenite::client::client_with_config(target.url.as_str(), stream, Some(config));
-    let mut ws = loop {
+    let ws = loop {
         match result {
             Ok((ws, _response)) => break ws,
             Err(HandshakeError::Interrupted(mid)) => {
@@ -341,9 +342,11 @@ pub(crate) fn open(
             Err(HandshakeError::Failure(e)) => return Err(failed("WebSocket upgrade", e)),
         }
     };
+    // tungstenite ends here: it did the upgrade.
+    let mut stream = ws.into_inner();
     let mut reader = FrameReader::new(socket.max_incoming_frame_bytes);
-    reader.preload(&ws.get_mut().end_handshake());
-    let handshake = read_open(reactor, ws.get_mut(), &mut reader, deadline)?;
+    reader.preload(&stream.end_handshake());
+    let handshake = read_open(reactor, &mut stream, &mut reader, deadline)?;
     log::info!(
         "Engine.IO session open (pingInterval {} ms, pingTimeout {} ms, maxPayload {})",
         handshake.ping_interval,
@@ -351,7 +354,7 @@ pub(crate) fn open(
         handshake.max_payload
     );
     Ok(Opened {
-        ws,
+        stream,
         handshake,
         reader,
     })
