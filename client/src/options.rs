@@ -34,6 +34,7 @@ macro_rules! builders {
 /// assert!(!shown.contains("s3cret") && !shown.contains("tok-9"));
 /// ```
 #[derive(Clone)]
+#[non_exhaustive]
 pub struct DaemonCredentials {
     /// The team cluster this daemon serves.
     pub team_cluster_id: String,
@@ -91,6 +92,7 @@ impl fmt::Debug for DaemonCredentials {
 /// assert_eq!(e.timeout.as_secs(), 10);
 /// ```
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct EnrollmentOptions {
     /// Absolute URL, or a reference resolved against `server_url`.
     pub url: String,
@@ -137,6 +139,7 @@ pub type PayloadFactory = Arc<dyn Fn() -> Value + Send + Sync + 'static>;
 /// assert_eq!(h.interval.as_secs(), 5);
 /// ```
 #[derive(Clone)]
+#[non_exhaustive]
 pub struct HeartbeatOptions {
     /// Time between heartbeats (30 s).
     pub interval: Duration,
@@ -190,6 +193,7 @@ impl fmt::Debug for HeartbeatOptions {
 /// assert_eq!(tls.root_certificates_pem.len(), 1);
 /// ```
 #[derive(Debug, Clone, Default)]
+#[non_exhaustive]
 pub struct TlsOptions {
     /// Extra trusted roots, PEM, added to the system's roots (for the
     /// socket and for enrollment alike).
@@ -223,6 +227,7 @@ impl TlsOptions {
 /// assert_eq!(s.namespace, "/daemon");
 /// ```
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct SocketOptions {
     /// Reconnect after a transport loss (true).
     pub reconnect: bool,
@@ -301,6 +306,7 @@ impl SocketOptions {
 /// assert_eq!((h.threads, h.queue_capacity), (8, 1024));
 /// ```
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct HandlerPoolOptions {
     /// Worker threads (4); at least one.
     pub threads: usize,
@@ -343,6 +349,7 @@ impl HandlerPoolOptions {
 /// # use volt_daemon_client::EnrollmentOptions;
 /// ```
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct ClusterDaemonClientOptions {
     /// Base URL of the VOLT server (HTTP), against which a relative enrollment URL resolves.
     pub server_url: String,

@@ -32,11 +32,11 @@ fn heartbeats_carry_the_payload_factorys_value() {
     let server = MockServer::start();
     let n = Arc::new(AtomicU64::new(0));
     let client = connected_with(&server, |o| {
-        o.heartbeat = HeartbeatOptions {
-            interval: Duration::from_millis(20),
-            ..HeartbeatOptions::default()
-        }
-        .with_payload_factory(move || json!({"n": n.fetch_add(1, Ordering::SeqCst), "load": 0.5}));
+        o.heartbeat = HeartbeatOptions::default()
+            .with_interval(Duration::from_millis(20))
+            .with_payload_factory(
+                move || json!({"n": n.fetch_add(1, Ordering::SeqCst), "load": 0.5}),
+            );
     });
     server
         .wait_for_heartbeats(DEFAULT_CLUSTER, 3, WAIT)
@@ -77,15 +77,13 @@ fn heartbeat_gaps_stay_within_interval_and_interval_plus_jitter() {
     let times: Arc<Mutex<Vec<Instant>>> = Arc::default();
     let t = times.clone();
     let client = client_with(&server, |o| {
-        o.heartbeat = HeartbeatOptions {
-            interval,
-            jitter,
-            ..HeartbeatOptions::default()
-        }
-        .with_payload_factory(move || {
-            t.lock().push(Instant::now());
-            json!({})
-        });
+        o.heartbeat = HeartbeatOptions::default()
+            .with_interval(interval)
+            .with_jitter(jitter)
+            .with_payload_factory(move || {
+                t.lock().push(Instant::now());
+                json!({})
+            });
     });
     let before_connect = Instant::now();
     connect(&client);
