@@ -171,3 +171,61 @@ fn latency_50ms_jitter_20ms_keeps_heartbeats_and_commands_without_spurious_timeo
     assert_eq!(events.count(Ev::is_disconnected), 0, "{:?}", events.all());
     client.disconnect();
 }
+
+/// One sweep step: a fresh client whose first connection is reset after
+/// `offset` bytes `toward`; it must end up connected and serving, and the
+/// command it sends has exactly one outcome.
+fn reset_once_at(server: &MockServer, toward: Toward, offset: u64) {
+    let proxy = FaultProxy::start(server.local_addr()).unwrap();
+    proxy.reset_after(toward, offset);
+    let client = client_via(&proxy, server);
+    let events = record(&client);
+    // A connect that fails at the cut is an outcome too; then connect again.
+    if let Err(first) = client.connect() {
+        if let Err(e) = client.connect() {
+            panic!("{toward:?} {offset}: {first} then {e}; {:?}", proxy.stats());
+        }
+    }
+    events.wait(LONG, Ev::is_connected);
+    // Commands until one succeeds after the cut: each returns exactly one
+    // outcome, its own payload or SOCKET_NOT_READY.
+    let deadline = Instant::now() + LONG;
+    let mut n = 0u64;
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "{toward:?} {offset}: {:?}",
+            proxy.stats()
+        );
+        let cut_before = proxy.stats().resets == 1;
+        n += 1;
+        match client.send_command("echo", Some(json!({ "at": offset, "n": n }))) {
+            Ok(data) => {
+                assert_eq!(data, Some(json!({ "at": offset, "n": n })));
+                if cut_before {
+                    break;
+                }
+            }
+            Err(e) => {
+                assert_eq!(e.code(), Code::SocketNotReady, "{toward:?} {offset}: {e}");
+                assert!(
+                    wait_until(LONG, || client.is_ready()),
+                    "{toward:?} {offset}"
+                );
+            }
+        }
+    }
+    assert_eq!(client.pending_commands(), 0);
+    client.disconnect();
+}
+
+#[test]
+fn reset_mid_frame_at_swept_offsets_either_way_never_loses_or_duplicates_an_outcome() {
+    let _serial = serial();
+    let server = MockServer::builder().record_frames(false).start();
+    for toward in [Toward::Server, Toward::Client] {
+        for offset in (0..700).step_by(7) {
+            reset_once_at(&server, toward, offset);
+        }
+    }
+}
