@@ -25,6 +25,9 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 use serde::Serialize;
 use serde_json::Value;
+mod fault_proxy;
+
+pub use fault_proxy::{FaultProxy, ProxyStats, Toward, FAULT_PROXY_SEED};
 use volt_mock_server::{Server, ServerConfig, ServerHandle, TlsConfig};
 
 pub use volt_mock_server::{
