@@ -18,6 +18,7 @@ use crossbeam_channel::{Receiver, Sender};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Registry, Token, Waker};
 use parking_lot::Mutex;
+use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
 use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
@@ -32,12 +33,14 @@ use volt_protocol::socket::{encode_header, Packet, PacketType};
 use volt_protocol::{DecodeError, Decoder, Incoming, Limits};
 
 use crate::config::ServerConfig;
-use crate::events::EventLog;
+use crate::events::{parse_request, EventLog, Logged};
 use crate::head;
 use crate::model::*;
 use crate::stream::{Stream, Transport};
 
 const LISTENER: Token = Token(0);
+/// The command name of a daemon's heartbeat.
+const HEARTBEAT: &str = "runtime.heartbeat";
 const WAKER: Token = Token(1);
 const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 const CLOSE_LINGER: Duration = Duration::from_secs(1);
@@ -164,7 +167,8 @@ impl Ord for Timer {
 }
 
 struct Reg {
-    cluster: String,
+    /// Shared with every history entry of this connection (no copy each).
+    cluster: Arc<str>,
     sid: String,
     installed_version: Option<String>,
     client: Option<String>,
@@ -210,9 +214,33 @@ struct Pending {
 #[derive(Default)]
 pub(crate) struct Received {
     pub messages: VecDeque<Value>,
-    /// The requests as decoded; [`command_envelope`] turns one into the
-    /// JSON the admin API and [`ServerHandle`](crate::ServerHandle) show.
-    pub commands: VecDeque<CommandRequest>,
+    /// Each request's envelope as JSON text ([`write_envelope`]), shared
+    /// with the event log; [`parse_envelope`] turns one into the JSON the
+    /// admin API and [`ServerHandle`](crate::ServerHandle) show.
+    pub commands: VecDeque<Arc<str>>,
+}
+
+/// Writes a `command` envelope as `{"requestId","command"[,"payload"]}`,
+/// the payload copied as it came (`payload_raw` is JSON text): what a
+/// history entry keeps. The field order and omission of
+/// [`CommandRequest`]'s Serialize.
+fn write_envelope(out: &mut Vec<u8>, request_id: &str, command: &str, payload_raw: Option<&str>) {
+    out.clear();
+    out.extend_from_slice(b"{\"requestId\":");
+    write_json_str(out, request_id);
+    out.extend_from_slice(b",\"command\":");
+    write_json_str(out, command);
+    if let Some(p) = payload_raw {
+        out.extend_from_slice(b",\"payload\":");
+        out.extend_from_slice(p.as_bytes());
+    }
+    out.push(b'}');
+}
+
+/// A history entry read back: the same value [`command_envelope`] gives
+/// for the request it was written from (the payload parsed only now).
+pub(crate) fn parse_envelope(json: &str) -> Value {
+    command_envelope(&parse_request(json))
 }
 
 /// A recorded `command` as JSON: `{"requestId","command"[,"payload"]}`.
@@ -310,7 +338,7 @@ pub(crate) struct Core {
     pending: HashMap<String, Pending>,
     pub frames: VecDeque<FrameRecord>,
     per_ip: HashMap<IpAddr, usize>,
-    events: Vec<ServerEvent>,
+    events: Vec<Logged>,
     stats: Stats,
     to_read: Vec<u64>,
     dirty: Vec<u64>,
@@ -320,6 +348,8 @@ pub(crate) struct Core {
     response_prefix: String,
     /// Reused by [`command_response_frame`].
     scratch: Vec<u8>,
+    /// Reused by [`write_envelope`].
+    rec_scratch: Vec<u8>,
 }
 
 /// Starts the loop thread.
@@ -386,6 +416,7 @@ pub(crate) fn start(
         },
         response_prefix: command_response_prefix(&cfg.namespace),
         scratch: Vec::new(),
+        rec_scratch: Vec::new(),
         shared: shared.clone(),
     };
     let handle = std::thread::Builder::new()
@@ -467,7 +498,7 @@ impl Core {
     }
 
     fn emit(&mut self, e: ServerEvent) {
-        self.events.push(e);
+        self.events.push(Logged::Event(e));
     }
 
     fn publish(&mut self) {
@@ -500,6 +531,17 @@ impl Core {
     }
 
     fn cluster_of(&self, id: u64) -> Option<String> {
+        match self.conns.get(&id) {
+            Some(Conn {
+                kind: ConnKind::Ws(w),
+                ..
+            }) => w.reg.as_ref().map(|r| r.cluster.to_string()),
+            _ => None,
+        }
+    }
+
+    /// The cluster a connection registered as, shared (no copy).
+    fn cluster_arc(&self, id: u64) -> Option<Arc<str>> {
         match self.conns.get(&id) {
             Some(Conn {
                 kind: ConnKind::Ws(w),
@@ -1001,7 +1043,7 @@ impl Core {
         }
         w.ended = true;
         let reg = w.reg.take();
-        let cluster = reg.map(|r| r.cluster);
+        let cluster = reg.map(|r| r.cluster.to_string());
         if let Some(c) = &cluster {
             self.unlink(c, id);
         }
@@ -1193,17 +1235,12 @@ impl Core {
         self.on_decoded(id, decoded);
     }
 
-    /// With history off, a `command` is read with its payload left raw:
-    /// `echo` (default responder, no fault on it) sends the payload back
-    /// as it came (benchmarks send it; building a `Value` only to write it
-    /// back was most of the server's work); any other command gets its
-    /// payload parsed and is handled as usual, without reading the frame
-    /// twice. False when the frame is not a command: the caller's paths
-    /// take it.
+    /// A registered daemon's `command` is read with its payload left raw
+    /// (benchmarks send them by the hundred thousand): `echo` writes it
+    /// back as it came and the history keeps it as text, so a payload is
+    /// parsed only where a value is needed (a heartbeat's). False when the
+    /// frame is not a plain command: the caller's paths take it.
     fn command_fast_path(&mut self, id: u64, text: &str) -> bool {
-        if self.cfg().record_history {
-            return false;
-        }
         let namespace = &self.shared.config.namespace;
         let Some(req) = ws_in(&mut self.conns, id)
             .filter(|w| w.reg.is_some())
@@ -1212,38 +1249,7 @@ impl Core {
         else {
             return false;
         };
-        let echo_as_is = req.command == "echo"
-            && !self.responders.contains_key("echo")
-            && self.faults.drop_on_command.as_deref() != Some("echo");
-        if !echo_as_is {
-            let Ok(payload) = req
-                .payload
-                .map(|p| serde_json::from_str(p.get()))
-                .transpose()
-            else {
-                return false;
-            };
-            let req = CommandRequest {
-                request_id: req.request_id.into_owned(),
-                command: req.command.into_owned(),
-                payload,
-            };
-            self.on_volt_event(id, VoltEvent::Command(req), None);
-            return true;
-        }
-        self.stats.commands += 1;
-        let mut scratch = std::mem::take(&mut self.scratch);
-        let data = req.payload.map(|p| ReplyData::Raw(p.get()));
-        let reply = command_response_frame(
-            &mut scratch,
-            &self.response_prefix,
-            &req.request_id,
-            true,
-            data,
-            None,
-        );
-        self.scratch = scratch;
-        self.send_text(id, reply);
+        self.on_command(id, &req.request_id, &req.command, req.payload);
         true
     }
 
@@ -1325,7 +1331,7 @@ impl Core {
                     self.fail_pending(id, "client namespace disconnect");
                     self.emit(ServerEvent::Unregistered {
                         conn: id,
-                        cluster: reg.cluster,
+                        cluster: reg.cluster.to_string(),
                     });
                 }
             }
@@ -1370,7 +1376,7 @@ impl Core {
                     .encode_into(&mut out);
                 if let Some(w) = self.ws(id) {
                     w.reg = Some(Reg {
-                        cluster: cluster.clone(),
+                        cluster: Arc::from(cluster.as_str()),
                         sid: sid.clone(),
                         installed_version: installed_version.clone(),
                         client: client.clone(),
@@ -1488,7 +1494,7 @@ impl Core {
     /// `message`'s argument exactly as it came, when known).
     fn on_volt_event(&mut self, id: u64, event: VoltEvent, raw_message: Option<Value>) {
         match event {
-            VoltEvent::Command(req) => self.on_command(id, req),
+            VoltEvent::Command(req) => self.on_command_value(id, req),
             VoltEvent::Message(_) if !self.cfg().record_history => {}
             VoltEvent::Message(m) => {
                 let Some(cluster) = self.cluster_of(id) else {
@@ -1590,61 +1596,71 @@ impl Core {
         });
     }
 
-    /// Records a daemon's `command` (history on): the per-cluster list and
-    /// a `Command` (or `Heartbeat`) event. Takes the request: one copy goes
-    /// to the event, the request itself to the list.
-    fn record_command(&mut self, id: u64, req: CommandRequest) {
-        let Some(cluster) = self.cluster_of(id) else {
+    /// Records a daemon's `command` (history on): its envelope, written
+    /// once as JSON text, goes to the per-cluster list and (shared) to the
+    /// event log; a heartbeat's payload is parsed for [`DaemonInfo`].
+    fn record_command(&mut self, id: u64, rid: &str, command: &str, payload: Option<&RawValue>) {
+        let Some(cluster) = self.cluster_arc(id) else {
             return;
         };
-        let event = if req.command == "runtime.heartbeat" {
+        let mut buf = std::mem::take(&mut self.rec_scratch);
+        write_envelope(&mut buf, rid, command, payload.map(RawValue::get));
+        // Everything written is UTF-8 (JSON text and escaped strings).
+        let json: Arc<str> = Arc::from(std::str::from_utf8(&buf).unwrap_or_default());
+        self.rec_scratch = buf;
+        if command == HEARTBEAT {
+            let payload: Option<Value> = payload.and_then(|p| serde_json::from_str(p.get()).ok());
             if let Some(reg) = self.ws(id).and_then(|w| w.reg.as_mut()) {
-                reg.heartbeats += 1;
-                reg.last_heartbeat = req.payload.clone();
+                reg.last_heartbeat = payload.clone();
                 reg.last_heartbeat_at = Some(epoch_ms());
             }
-            ServerEvent::Heartbeat {
+            self.emit(ServerEvent::Heartbeat {
                 conn: id,
-                cluster: cluster.clone(),
-                request_id: req.request_id.clone(),
-                payload: req.payload.clone(),
-            }
+                cluster: cluster.to_string(),
+                request_id: rid.to_owned(),
+                payload,
+            });
         } else {
-            ServerEvent::Command {
+            self.events.push(Logged::Command {
                 conn: id,
                 cluster: cluster.clone(),
-                request: req.clone(),
-            }
-        };
-        let limit = self.cfg().history_limit;
-        if !self.received.contains_key(&cluster) {
-            self.received.insert(cluster.clone(), Received::default());
+                json: json.clone(),
+            });
         }
-        if let Some(r) = self.received.get_mut(&cluster) {
+        let limit = self.cfg().history_limit;
+        if !self.received.contains_key(&*cluster) {
+            self.received
+                .insert(cluster.to_string(), Received::default());
+        }
+        if let Some(r) = self.received.get_mut(&*cluster) {
             if r.commands.len() >= limit {
                 r.commands.pop_front();
             }
-            r.commands.push_back(req);
+            r.commands.push_back(json);
         }
-        self.emit(event);
     }
 
-    /// The `command-response` frame for `req` and its delay; `None` for
-    /// [`Responder::NoReply`]. Serialized from borrowed fields: neither the
-    /// responder nor the request's payload (for `echo`) is copied.
+    /// The `command-response` frame for a command and its delay; `None`
+    /// for [`Responder::NoReply`]. The one place that decides what a
+    /// command is answered (`echo`: its payload as it came). Serialized
+    /// from borrowed fields: neither the responder nor the payload is copied.
     fn reply_to(
         &self,
-        req: &CommandRequest,
+        rid: &str,
+        command: &str,
+        payload: Option<&RawValue>,
         scratch: &mut Vec<u8>,
     ) -> Option<(String, Option<Duration>)> {
         let unknown;
-        let (data, error, delay) = match self.responders.get(&req.command) {
+        let (data, error, delay) = match self.responders.get(command) {
             Some(Responder::NoReply) => return None,
-            Some(Responder::Ok { data, delay }) => (data.as_ref(), None, *delay),
+            Some(Responder::Ok { data, delay }) => {
+                (data.as_ref().map(ReplyData::Value), None, *delay)
+            }
             Some(Responder::Err { error, delay }) => (None, Some(error), *delay),
-            None => match req.command.as_str() {
-                "runtime.heartbeat" => (None, None, None),
-                "echo" => (req.payload.as_ref(), None, None),
+            None => match command {
+                HEARTBEAT => (None, None, None),
+                "echo" => (payload.map(|p| ReplyData::Raw(p.get())), None, None),
                 other => {
                     unknown = ErrorBody::new("UNKNOWN_COMMAND", format!("unknown command {other}"));
                     (None, Some(&unknown), None)
@@ -1652,35 +1668,29 @@ impl Core {
             },
         };
         let ok = error.is_none();
-        let text = command_response_frame(
-            scratch,
-            &self.response_prefix,
-            &req.request_id,
-            ok,
-            data.map(ReplyData::Value),
-            error,
-        );
+        let text = command_response_frame(scratch, &self.response_prefix, rid, ok, data, error);
         Some((text, delay))
     }
 
-    fn on_command(&mut self, id: u64, req: CommandRequest) {
+    /// A daemon's `command`, its payload unparsed JSON text.
+    fn on_command(&mut self, id: u64, rid: &str, command: &str, payload: Option<&RawValue>) {
         self.stats.commands += 1;
-        let dropping = self.faults.drop_on_command.as_deref() == Some(req.command.as_str());
-        // Encoded before the request moves into the history.
+        let dropping = self.faults.drop_on_command.as_deref() == Some(command);
         let reply = if dropping {
             None
         } else {
             let mut scratch = std::mem::take(&mut self.scratch);
-            let reply = self.reply_to(&req, &mut scratch);
+            let reply = self.reply_to(rid, command, payload, &mut scratch);
             self.scratch = scratch;
             reply
         };
-        if self.cfg().record_history {
-            self.record_command(id, req);
-        } else if req.command == "runtime.heartbeat" {
+        if command == HEARTBEAT {
             if let Some(reg) = self.ws(id).and_then(|w| w.reg.as_mut()) {
                 reg.heartbeats += 1;
             }
+        }
+        if self.cfg().record_history {
+            self.record_command(id, rid, command, payload);
         }
         if dropping {
             self.drop_conn(id, "dropOnCommand fault");
@@ -1693,6 +1703,16 @@ impl Core {
             }
             Some((text, _)) => self.send_text(id, text),
         }
+    }
+
+    /// A `command` the general decoder read (payload parsed): handled as
+    /// the fast path handles one, from its payload's JSON text.
+    fn on_command_value(&mut self, id: u64, req: CommandRequest) {
+        let raw = req
+            .payload
+            .as_ref()
+            .and_then(|p| serde_json::value::to_raw_value(p).ok());
+        self.on_command(id, &req.request_id, &req.command, raw.as_deref());
     }
 
     // ------------------------------------------------------------------
@@ -1786,7 +1806,7 @@ impl Core {
                 self.fail_pending(id, "server namespace disconnect");
                 self.emit(ServerEvent::Kicked {
                     conn: id,
-                    cluster: reg.cluster,
+                    cluster: reg.cluster.to_string(),
                 });
             }
         }
@@ -1814,7 +1834,7 @@ impl Core {
             .iter()
             .filter_map(|(id, c)| match &c.kind {
                 ConnKind::Ws(w) => w.reg.as_ref().map(|r| DaemonInfo {
-                    team_cluster_id: r.cluster.clone(),
+                    team_cluster_id: r.cluster.to_string(),
                     sid: r.sid.clone(),
                     installed_version: r.installed_version.clone(),
                     client: r.client.clone(),
@@ -1969,6 +1989,31 @@ mod tests {
                 let raw = data.as_ref().map(Value::to_string);
                 assert_eq!(frame(raw.as_deref().map(ReplyData::Raw)), codec);
             }
+        }
+    }
+
+    #[test]
+    fn a_written_envelope_reads_back_as_the_parsed_request() {
+        for (rid, cmd, raw) in [
+            ("r", "c", None),
+            (
+                "r\"1\\",
+                "e\u{e9}",
+                Some(r#"{ "b" : [1, 2.5], "a":"\u00e9\"" }"#),
+            ),
+            ("r2", "echo", Some("null")),
+            ("r3", "echo", Some("\"s\"")),
+        ] {
+            let mut buf = Vec::new();
+            write_envelope(&mut buf, rid, cmd, raw);
+            let text = std::str::from_utf8(&buf).unwrap();
+            let req = CommandRequest {
+                request_id: rid.into(),
+                command: cmd.into(),
+                payload: raw.and_then(|r| serde_json::from_str(r).unwrap()),
+            };
+            assert_eq!(parse_envelope(text), command_envelope(&req));
+            assert_eq!(parse_request(text), req);
         }
     }
 
