@@ -27,6 +27,9 @@ use serde::Serialize;
 use serde_json::Value;
 use volt_mock_server::{Server, ServerConfig, ServerHandle, TlsConfig};
 
+mod client_recorder;
+
+pub use client_recorder::{ClientEvent, ClientRecorder, ClientWaitError};
 pub use volt_mock_server::{
     CommandRequest, DaemonInfo, Direction, DispatchError, EnrollmentSettings, ErrorBody, Faults,
     FrameRecord, RawFrame, RejectRegistration, Responder, ReverseReply, ServerEvent, Stats,
