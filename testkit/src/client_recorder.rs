@@ -198,9 +198,9 @@ impl ClientRecorder {
         what: &str,
         window: Duration,
         mut pred: impl FnMut(&ClientEvent) -> bool,
-    ) -> Result<(), ClientEvent> {
+    ) -> Result<(), Box<ClientEvent>> {
         match self.wait_for(what, &mut pred, window) {
-            Ok((_, e)) => Err(e),
+            Ok((_, e)) => Err(Box::new(e)),
             Err(_) => Ok(()),
         }
     }
