@@ -29,6 +29,7 @@ mod http;
 mod model;
 mod server;
 mod stream;
+mod wire;
 
 pub use config::{ServerConfig, TlsConfig};
 pub use events::EventLog;

@@ -319,7 +319,7 @@ impl ServerHandle {
             .unwrap_or_default();
         texts
             .iter()
-            .map(|t| crate::core::parse_envelope(t))
+            .map(|t| crate::wire::parse_envelope(t))
             .collect()
     }
 
