@@ -1266,7 +1266,8 @@ impl Core {
             .and_then(|a| a.get("teamClusterId"))
             .and_then(Value::as_str)
             .map(str::to_owned);
-        let verdict = self.check_registration(auth.as_ref());
+        let verdict =
+            crate::admission::check_registration(&self.faults, &self.clusters, auth.as_ref());
         match verdict {
             Ok((cluster, installed_version, client)) => {
                 let sid = new_sid();
@@ -1318,54 +1319,6 @@ impl Core {
                 });
             }
         }
-    }
-
-    #[allow(clippy::type_complexity)]
-    fn check_registration(
-        &self,
-        auth: Option<&Value>,
-    ) -> Result<(String, Option<String>, Option<String>), (Option<String>, String)> {
-        if let Some(fault) = &self.faults.reject_registration {
-            return Err((
-                fault.code.clone(),
-                fault
-                    .message
-                    .clone()
-                    .unwrap_or_else(|| "registration rejected".into()),
-            ));
-        }
-        let invalid = |m: &str| {
-            Err((
-                Some("INVALID_REGISTRATION".into()),
-                format!("invalid registration: {m}"),
-            ))
-        };
-        let Some(Value::Object(auth)) = auth else {
-            return invalid("no auth object");
-        };
-        for field in ["teamClusterId", "daemonPassword", "client"] {
-            if !auth.get(field).is_some_and(Value::is_string) {
-                return invalid(&format!("{field} must be a string"));
-            }
-        }
-        let installed = match auth.get("installedVersion") {
-            Some(Value::String(s)) => Some(s.clone()),
-            Some(Value::Null) | None => None,
-            Some(_) => return invalid("installedVersion must be a string or null"),
-        };
-        let cluster = auth["teamClusterId"].as_str().unwrap_or_default();
-        let password = auth["daemonPassword"].as_str().unwrap_or_default();
-        if self.clusters.get(cluster).map(String::as_str) != Some(password) {
-            return Err((
-                Some("INVALID_CREDENTIALS".into()),
-                "invalid credentials".into(),
-            ));
-        }
-        Ok((
-            cluster.to_owned(),
-            installed,
-            auth["client"].as_str().map(str::to_owned),
-        ))
     }
 
     fn on_event(&mut self, id: u64, complete: Complete) {
@@ -1757,60 +1710,18 @@ impl Core {
         authorization: Option<&str>,
         body: &[u8],
     ) -> (u16, Value) {
-        let (status, body) = self.enroll_inner(cluster, authorization, body);
+        let (status, body) = crate::admission::enroll(
+            &mut self.enrollment,
+            &mut self.clusters,
+            cluster,
+            authorization,
+            body,
+        );
         self.emit(ServerEvent::Enrollment {
             cluster: cluster.into(),
             status,
         });
         (status, body)
-    }
-
-    fn enroll_inner(
-        &mut self,
-        cluster: &str,
-        authorization: Option<&str>,
-        body: &[u8],
-    ) -> (u16, Value) {
-        let fail = |status: u16, m: &str| (status, json!({ "message": m }));
-        if let Some(status) = self.enrollment.fail_status {
-            return fail(status, "enrollment failed (injected failure)");
-        }
-        let token = authorization.and_then(|a| a.strip_prefix("Bearer "));
-        let Some(index) = token.and_then(|t| self.enrollment.tokens.iter().position(|x| x == t))
-        else {
-            return fail(401, "invalid enrollment token");
-        };
-        let token = self.enrollment.tokens[index].clone();
-        let Ok(Value::Object(body)) = serde_json::from_slice::<Value>(body) else {
-            return fail(400, "the body must be a JSON object");
-        };
-        if body.get("teamClusterId").and_then(Value::as_str) != Some(cluster) {
-            return fail(400, "teamClusterId does not match the URL");
-        }
-        if body.get("enrollmentToken").and_then(Value::as_str) != Some(token.as_str()) {
-            return fail(400, "enrollmentToken does not match the bearer token");
-        }
-        let Some(password) = body.get("daemonPassword").and_then(Value::as_str) else {
-            return fail(400, "daemonPassword must be a string");
-        };
-        if !matches!(
-            body.get("installedVersion"),
-            Some(Value::String(_) | Value::Null)
-        ) {
-            return fail(400, "installedVersion must be a string or null");
-        }
-        self.enrollment.tokens.remove(index);
-        let mut reply = json!({ "teamClusterId": cluster, "enrolled": true });
-        match self.enrollment.rotate_to.clone() {
-            Some(new) => {
-                self.clusters.insert(cluster.into(), new.clone());
-                reply["daemonPassword"] = Value::String(new);
-            }
-            None => {
-                self.clusters.insert(cluster.into(), password.into());
-            }
-        }
-        (200, reply)
     }
 
     fn shutdown_all(&mut self) {

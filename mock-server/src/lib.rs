@@ -21,6 +21,7 @@
 //! ```
 #![cfg(unix)]
 
+mod admission;
 mod config;
 mod core;
 mod events;
