@@ -2,9 +2,8 @@
 //! server's state. Other threads (the admin API, the testkit, TLS handshakes)
 //! talk to it by sending closures over a bounded channel and waking it.
 
-use std::cmp::Ordering;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
-use std::hash::{BuildHasherDefault, Hasher};
+use std::hash::BuildHasherDefault;
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, Shutdown, SocketAddr, TcpStream};
 use std::os::fd::AsRawFd;
@@ -36,6 +35,7 @@ use crate::events::{EventLog, Logged};
 use crate::head;
 use crate::model::*;
 use crate::stream::{Stream, Transport};
+use crate::timers::{IdHasher, Timer, TimerKind};
 use crate::wire::{command_response_frame, command_response_prefix, write_envelope, ReplyData};
 
 const LISTENER: Token = Token(0);
@@ -46,30 +46,6 @@ const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 const CLOSE_LINGER: Duration = Duration::from_secs(1);
 /// Most HTTP (admin, enrollment, TLS handshake) threads at once.
 pub(crate) const MAX_HTTP_THREADS: usize = 512;
-
-/// Hashes the loop's own connection ids (sequential `u64`s it hands out,
-/// never chosen by a peer) with one multiplication instead of SipHash: the
-/// connection table is looked up several times per frame.
-#[derive(Default)]
-struct IdHasher(u64);
-
-impl Hasher for IdHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        }
-    }
-
-    fn write_u64(&mut self, n: u64) {
-        // Fibonacci hashing: spreads consecutive ids over the high bits
-        // (hashbrown's control bytes) while the low bits stay distinct.
-        self.0 = (self.0 ^ n).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    }
-}
 
 /// A request to the loop.
 pub(crate) type Call = Box<dyn FnOnce(&mut Core) + Send>;
@@ -131,39 +107,6 @@ impl Shared {
 fn new_sid() -> String {
     let bytes: [u8; 15] = rand::random();
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
-}
-
-enum TimerKind {
-    Heartbeat,
-    HeadTimeout,
-    CloseLinger,
-    Send(String),
-    DispatchTimeout(String),
-}
-
-struct Timer {
-    at: Instant,
-    seq: u64,
-    conn: u64,
-    kind: TimerKind,
-}
-
-impl PartialEq for Timer {
-    fn eq(&self, other: &Self) -> bool {
-        self.at == other.at && self.seq == other.seq
-    }
-}
-impl Eq for Timer {}
-impl PartialOrd for Timer {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for Timer {
-    fn cmp(&self, other: &Self) -> Ordering {
-        // Reversed: BinaryHeap is a max-heap and we want the earliest first.
-        (other.at, other.seq).cmp(&(self.at, self.seq))
-    }
 }
 
 struct Reg {

@@ -30,6 +30,7 @@ mod http;
 mod model;
 mod server;
 mod stream;
+mod timers;
 mod wire;
 
 pub use config::{ServerConfig, TlsConfig};
