@@ -2,9 +2,8 @@
 //! server's state. Other threads (the admin API, the testkit, TLS handshakes)
 //! talk to it by sending closures over a bounded channel and waking it.
 
-use std::cmp::Ordering;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
-use std::hash::{BuildHasherDefault, Hasher};
+use std::hash::BuildHasherDefault;
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, Shutdown, SocketAddr, TcpStream};
 use std::os::fd::AsRawFd;
@@ -18,6 +17,7 @@ use crossbeam_channel::{Receiver, Sender};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Registry, Token, Waker};
 use parking_lot::Mutex;
+use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
 use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
@@ -27,46 +27,25 @@ use volt_protocol::envelope::{
     decode_command_ref, names, CommandRequest, ErrorBody, ReplyBody, ReverseCommand,
     ReverseResponse, ReverseStreamEnd, VoltEvent,
 };
-use volt_protocol::json::{write_str as write_json_str, write_value as write_json};
-use volt_protocol::socket::{encode_header, Packet, PacketType};
+use volt_protocol::socket::{Packet, PacketType};
 use volt_protocol::{DecodeError, Decoder, Incoming, Limits};
 
 use crate::config::ServerConfig;
-use crate::events::EventLog;
+use crate::events::{EventLog, Logged};
 use crate::head;
 use crate::model::*;
 use crate::stream::{Stream, Transport};
+use crate::timers::{IdHasher, Timer, TimerKind};
+use crate::wire::{command_response_frame, command_response_prefix, write_envelope, ReplyData};
 
 const LISTENER: Token = Token(0);
+/// The command name of a daemon's heartbeat.
+const HEARTBEAT: &str = "runtime.heartbeat";
 const WAKER: Token = Token(1);
 const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 const CLOSE_LINGER: Duration = Duration::from_secs(1);
 /// Most HTTP (admin, enrollment, TLS handshake) threads at once.
 pub(crate) const MAX_HTTP_THREADS: usize = 512;
-
-/// Hashes the loop's own connection ids (sequential `u64`s it hands out,
-/// never chosen by a peer) with one multiplication instead of SipHash: the
-/// connection table is looked up several times per frame.
-#[derive(Default)]
-struct IdHasher(u64);
-
-impl Hasher for IdHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        }
-    }
-
-    fn write_u64(&mut self, n: u64) {
-        // Fibonacci hashing: spreads consecutive ids over the high bits
-        // (hashbrown's control bytes) while the low bits stay distinct.
-        self.0 = (self.0 ^ n).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    }
-}
 
 /// A request to the loop.
 pub(crate) type Call = Box<dyn FnOnce(&mut Core) + Send>;
@@ -130,41 +109,9 @@ fn new_sid() -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
-enum TimerKind {
-    Heartbeat,
-    HeadTimeout,
-    CloseLinger,
-    Send(String),
-    DispatchTimeout(String),
-}
-
-struct Timer {
-    at: Instant,
-    seq: u64,
-    conn: u64,
-    kind: TimerKind,
-}
-
-impl PartialEq for Timer {
-    fn eq(&self, other: &Self) -> bool {
-        self.at == other.at && self.seq == other.seq
-    }
-}
-impl Eq for Timer {}
-impl PartialOrd for Timer {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for Timer {
-    fn cmp(&self, other: &Self) -> Ordering {
-        // Reversed: BinaryHeap is a max-heap and we want the earliest first.
-        (other.at, other.seq).cmp(&(self.at, self.seq))
-    }
-}
-
 struct Reg {
-    cluster: String,
+    /// Shared with every history entry of this connection (no copy each).
+    cluster: Arc<str>,
     sid: String,
     installed_version: Option<String>,
     client: Option<String>,
@@ -210,87 +157,10 @@ struct Pending {
 #[derive(Default)]
 pub(crate) struct Received {
     pub messages: VecDeque<Value>,
-    /// The requests as decoded; [`command_envelope`] turns one into the
-    /// JSON the admin API and [`ServerHandle`](crate::ServerHandle) show.
-    pub commands: VecDeque<CommandRequest>,
-}
-
-/// A recorded `command` as JSON: `{"requestId","command"[,"payload"]}`.
-pub(crate) fn command_envelope(req: &CommandRequest) -> Value {
-    let mut envelope = Map::new();
-    envelope.insert("requestId".into(), req.request_id.clone().into());
-    envelope.insert("command".into(), req.command.clone().into());
-    if let Some(p) = &req.payload {
-        envelope.insert("payload".into(), p.clone());
-    }
-    Value::Object(envelope)
-}
-
-/// `42<nsp>,["command-response",`: what every `command-response` frame
-/// on `namespace` starts with.
-fn command_response_prefix(namespace: &str) -> String {
-    let mut head = String::with_capacity(namespace.len() + 24);
-    head.push('4');
-    encode_header(&mut head, PacketType::Event, 0, namespace, None);
-    head.push_str("[\"");
-    head.push_str(names::COMMAND_RESPONSE);
-    head.push_str("\",");
-    head
-}
-
-/// The text frame of a `command-response` (`prefix` from
-/// [`command_response_prefix`]), serialized from borrowed fields (no owned
-/// envelope) through `scratch`, then copied once into an exactly sized
-/// `String` (tungstenite turns a `String` whose length is its capacity
-/// into its payload without another allocation). Byte for byte what
-/// `VoltEvent::CommandResponse(..).encode(namespace).text` gives.
-/// A reply's `data`: a value, or JSON text sent back as it came.
-enum ReplyData<'a> {
-    Value(&'a Value),
-    Raw(&'a str),
-}
-
-fn command_response_frame(
-    scratch: &mut Vec<u8>,
-    prefix: &str,
-    request_id: &str,
-    ok: bool,
-    data: Option<ReplyData<'_>>,
-    error: Option<&ErrorBody>,
-) -> String {
-    // The field order and omissions of `CommandResponse`'s Serialize.
-    scratch.clear();
-    scratch.extend_from_slice(prefix.as_bytes());
-    scratch.extend_from_slice(b"{\"requestId\":");
-    write_json_str(scratch, request_id);
-    scratch.extend_from_slice(if ok {
-        b",\"ok\":true"
-    } else {
-        b",\"ok\":false"
-    });
-    match data {
-        Some(ReplyData::Value(v)) => {
-            scratch.extend_from_slice(b",\"data\":");
-            write_json(scratch, v);
-        }
-        Some(ReplyData::Raw(json)) => {
-            scratch.extend_from_slice(b",\"data\":");
-            scratch.extend_from_slice(json.as_bytes());
-        }
-        None => {}
-    }
-    if let Some(error) = error {
-        scratch.extend_from_slice(b",\"error\":{\"code\":");
-        write_json_str(scratch, &error.code);
-        scratch.extend_from_slice(b",\"message\":");
-        write_json_str(scratch, &error.message);
-        scratch.push(b'}');
-    }
-    scratch.extend_from_slice(b"}]");
-    // Everything written is UTF-8 (the prefix is a `str`, the rest JSON).
-    std::str::from_utf8(scratch)
-        .map(str::to_owned)
-        .unwrap_or_default()
+    /// Each request's envelope as JSON text ([`write_envelope`]), shared
+    /// with the event log; [`parse_envelope`] turns one into the JSON the
+    /// admin API and [`ServerHandle`](crate::ServerHandle) show.
+    pub commands: VecDeque<Arc<str>>,
 }
 
 /// All state of the server, owned by the loop thread.
@@ -310,7 +180,7 @@ pub(crate) struct Core {
     pending: HashMap<String, Pending>,
     pub frames: VecDeque<FrameRecord>,
     per_ip: HashMap<IpAddr, usize>,
-    events: Vec<ServerEvent>,
+    events: Vec<Logged>,
     stats: Stats,
     to_read: Vec<u64>,
     dirty: Vec<u64>,
@@ -320,6 +190,8 @@ pub(crate) struct Core {
     response_prefix: String,
     /// Reused by [`command_response_frame`].
     scratch: Vec<u8>,
+    /// Reused by [`write_envelope`].
+    rec_scratch: Vec<u8>,
 }
 
 /// Starts the loop thread.
@@ -386,6 +258,7 @@ pub(crate) fn start(
         },
         response_prefix: command_response_prefix(&cfg.namespace),
         scratch: Vec::new(),
+        rec_scratch: Vec::new(),
         shared: shared.clone(),
     };
     let handle = std::thread::Builder::new()
@@ -467,7 +340,7 @@ impl Core {
     }
 
     fn emit(&mut self, e: ServerEvent) {
-        self.events.push(e);
+        self.events.push(Logged::Event(e));
     }
 
     fn publish(&mut self) {
@@ -500,6 +373,17 @@ impl Core {
     }
 
     fn cluster_of(&self, id: u64) -> Option<String> {
+        match self.conns.get(&id) {
+            Some(Conn {
+                kind: ConnKind::Ws(w),
+                ..
+            }) => w.reg.as_ref().map(|r| r.cluster.to_string()),
+            _ => None,
+        }
+    }
+
+    /// The cluster a connection registered as, shared (no copy).
+    fn cluster_arc(&self, id: u64) -> Option<Arc<str>> {
         match self.conns.get(&id) {
             Some(Conn {
                 kind: ConnKind::Ws(w),
@@ -1001,7 +885,7 @@ impl Core {
         }
         w.ended = true;
         let reg = w.reg.take();
-        let cluster = reg.map(|r| r.cluster);
+        let cluster = reg.map(|r| r.cluster.to_string());
         if let Some(c) = &cluster {
             self.unlink(c, id);
         }
@@ -1193,17 +1077,12 @@ impl Core {
         self.on_decoded(id, decoded);
     }
 
-    /// With history off, a `command` is read with its payload left raw:
-    /// `echo` (default responder, no fault on it) sends the payload back
-    /// as it came (benchmarks send it; building a `Value` only to write it
-    /// back was most of the server's work); any other command gets its
-    /// payload parsed and is handled as usual, without reading the frame
-    /// twice. False when the frame is not a command: the caller's paths
-    /// take it.
+    /// A registered daemon's `command` is read with its payload left raw
+    /// (benchmarks send them by the hundred thousand): `echo` writes it
+    /// back as it came and the history keeps it as text, so a payload is
+    /// parsed only where a value is needed (a heartbeat's). False when the
+    /// frame is not a plain command: the caller's paths take it.
     fn command_fast_path(&mut self, id: u64, text: &str) -> bool {
-        if self.cfg().record_history {
-            return false;
-        }
         let namespace = &self.shared.config.namespace;
         let Some(req) = ws_in(&mut self.conns, id)
             .filter(|w| w.reg.is_some())
@@ -1212,38 +1091,7 @@ impl Core {
         else {
             return false;
         };
-        let echo_as_is = req.command == "echo"
-            && !self.responders.contains_key("echo")
-            && self.faults.drop_on_command.as_deref() != Some("echo");
-        if !echo_as_is {
-            let Ok(payload) = req
-                .payload
-                .map(|p| serde_json::from_str(p.get()))
-                .transpose()
-            else {
-                return false;
-            };
-            let req = CommandRequest {
-                request_id: req.request_id.into_owned(),
-                command: req.command.into_owned(),
-                payload,
-            };
-            self.on_volt_event(id, VoltEvent::Command(req), None);
-            return true;
-        }
-        self.stats.commands += 1;
-        let mut scratch = std::mem::take(&mut self.scratch);
-        let data = req.payload.map(|p| ReplyData::Raw(p.get()));
-        let reply = command_response_frame(
-            &mut scratch,
-            &self.response_prefix,
-            &req.request_id,
-            true,
-            data,
-            None,
-        );
-        self.scratch = scratch;
-        self.send_text(id, reply);
+        self.on_command(id, &req.request_id, &req.command, req.payload);
         true
     }
 
@@ -1325,7 +1173,7 @@ impl Core {
                     self.fail_pending(id, "client namespace disconnect");
                     self.emit(ServerEvent::Unregistered {
                         conn: id,
-                        cluster: reg.cluster,
+                        cluster: reg.cluster.to_string(),
                     });
                 }
             }
@@ -1361,7 +1209,8 @@ impl Core {
             .and_then(|a| a.get("teamClusterId"))
             .and_then(Value::as_str)
             .map(str::to_owned);
-        let verdict = self.check_registration(auth.as_ref());
+        let verdict =
+            crate::admission::check_registration(&self.faults, &self.clusters, auth.as_ref());
         match verdict {
             Ok((cluster, installed_version, client)) => {
                 let sid = new_sid();
@@ -1370,7 +1219,7 @@ impl Core {
                     .encode_into(&mut out);
                 if let Some(w) = self.ws(id) {
                     w.reg = Some(Reg {
-                        cluster: cluster.clone(),
+                        cluster: Arc::from(cluster.as_str()),
                         sid: sid.clone(),
                         installed_version: installed_version.clone(),
                         client: client.clone(),
@@ -1415,54 +1264,6 @@ impl Core {
         }
     }
 
-    #[allow(clippy::type_complexity)]
-    fn check_registration(
-        &self,
-        auth: Option<&Value>,
-    ) -> Result<(String, Option<String>, Option<String>), (Option<String>, String)> {
-        if let Some(fault) = &self.faults.reject_registration {
-            return Err((
-                fault.code.clone(),
-                fault
-                    .message
-                    .clone()
-                    .unwrap_or_else(|| "registration rejected".into()),
-            ));
-        }
-        let invalid = |m: &str| {
-            Err((
-                Some("INVALID_REGISTRATION".into()),
-                format!("invalid registration: {m}"),
-            ))
-        };
-        let Some(Value::Object(auth)) = auth else {
-            return invalid("no auth object");
-        };
-        for field in ["teamClusterId", "daemonPassword", "client"] {
-            if !auth.get(field).is_some_and(Value::is_string) {
-                return invalid(&format!("{field} must be a string"));
-            }
-        }
-        let installed = match auth.get("installedVersion") {
-            Some(Value::String(s)) => Some(s.clone()),
-            Some(Value::Null) | None => None,
-            Some(_) => return invalid("installedVersion must be a string or null"),
-        };
-        let cluster = auth["teamClusterId"].as_str().unwrap_or_default();
-        let password = auth["daemonPassword"].as_str().unwrap_or_default();
-        if self.clusters.get(cluster).map(String::as_str) != Some(password) {
-            return Err((
-                Some("INVALID_CREDENTIALS".into()),
-                "invalid credentials".into(),
-            ));
-        }
-        Ok((
-            cluster.to_owned(),
-            installed,
-            auth["client"].as_str().map(str::to_owned),
-        ))
-    }
-
     fn on_event(&mut self, id: u64, complete: Complete) {
         if self.ws(id).is_none_or(|w| w.reg.is_none()) {
             return;
@@ -1488,7 +1289,7 @@ impl Core {
     /// `message`'s argument exactly as it came, when known).
     fn on_volt_event(&mut self, id: u64, event: VoltEvent, raw_message: Option<Value>) {
         match event {
-            VoltEvent::Command(req) => self.on_command(id, req),
+            VoltEvent::Command(req) => self.on_command_value(id, req),
             VoltEvent::Message(_) if !self.cfg().record_history => {}
             VoltEvent::Message(m) => {
                 let Some(cluster) = self.cluster_of(id) else {
@@ -1590,61 +1391,71 @@ impl Core {
         });
     }
 
-    /// Records a daemon's `command` (history on): the per-cluster list and
-    /// a `Command` (or `Heartbeat`) event. Takes the request: one copy goes
-    /// to the event, the request itself to the list.
-    fn record_command(&mut self, id: u64, req: CommandRequest) {
-        let Some(cluster) = self.cluster_of(id) else {
+    /// Records a daemon's `command` (history on): its envelope, written
+    /// once as JSON text, goes to the per-cluster list and (shared) to the
+    /// event log; a heartbeat's payload is parsed for [`DaemonInfo`].
+    fn record_command(&mut self, id: u64, rid: &str, command: &str, payload: Option<&RawValue>) {
+        let Some(cluster) = self.cluster_arc(id) else {
             return;
         };
-        let event = if req.command == "runtime.heartbeat" {
+        let mut buf = std::mem::take(&mut self.rec_scratch);
+        write_envelope(&mut buf, rid, command, payload.map(RawValue::get));
+        // Everything written is UTF-8 (JSON text and escaped strings).
+        let json: Arc<str> = Arc::from(std::str::from_utf8(&buf).unwrap_or_default());
+        self.rec_scratch = buf;
+        if command == HEARTBEAT {
+            let payload: Option<Value> = payload.and_then(|p| serde_json::from_str(p.get()).ok());
             if let Some(reg) = self.ws(id).and_then(|w| w.reg.as_mut()) {
-                reg.heartbeats += 1;
-                reg.last_heartbeat = req.payload.clone();
+                reg.last_heartbeat = payload.clone();
                 reg.last_heartbeat_at = Some(epoch_ms());
             }
-            ServerEvent::Heartbeat {
+            self.emit(ServerEvent::Heartbeat {
                 conn: id,
-                cluster: cluster.clone(),
-                request_id: req.request_id.clone(),
-                payload: req.payload.clone(),
-            }
+                cluster: cluster.to_string(),
+                request_id: rid.to_owned(),
+                payload,
+            });
         } else {
-            ServerEvent::Command {
+            self.events.push(Logged::Command {
                 conn: id,
                 cluster: cluster.clone(),
-                request: req.clone(),
-            }
-        };
-        let limit = self.cfg().history_limit;
-        if !self.received.contains_key(&cluster) {
-            self.received.insert(cluster.clone(), Received::default());
+                json: json.clone(),
+            });
         }
-        if let Some(r) = self.received.get_mut(&cluster) {
+        let limit = self.cfg().history_limit;
+        if !self.received.contains_key(&*cluster) {
+            self.received
+                .insert(cluster.to_string(), Received::default());
+        }
+        if let Some(r) = self.received.get_mut(&*cluster) {
             if r.commands.len() >= limit {
                 r.commands.pop_front();
             }
-            r.commands.push_back(req);
+            r.commands.push_back(json);
         }
-        self.emit(event);
     }
 
-    /// The `command-response` frame for `req` and its delay; `None` for
-    /// [`Responder::NoReply`]. Serialized from borrowed fields: neither the
-    /// responder nor the request's payload (for `echo`) is copied.
+    /// The `command-response` frame for a command and its delay; `None`
+    /// for [`Responder::NoReply`]. The one place that decides what a
+    /// command is answered (`echo`: its payload as it came). Serialized
+    /// from borrowed fields: neither the responder nor the payload is copied.
     fn reply_to(
         &self,
-        req: &CommandRequest,
+        rid: &str,
+        command: &str,
+        payload: Option<&RawValue>,
         scratch: &mut Vec<u8>,
     ) -> Option<(String, Option<Duration>)> {
         let unknown;
-        let (data, error, delay) = match self.responders.get(&req.command) {
+        let (data, error, delay) = match self.responders.get(command) {
             Some(Responder::NoReply) => return None,
-            Some(Responder::Ok { data, delay }) => (data.as_ref(), None, *delay),
+            Some(Responder::Ok { data, delay }) => {
+                (data.as_ref().map(ReplyData::Value), None, *delay)
+            }
             Some(Responder::Err { error, delay }) => (None, Some(error), *delay),
-            None => match req.command.as_str() {
-                "runtime.heartbeat" => (None, None, None),
-                "echo" => (req.payload.as_ref(), None, None),
+            None => match command {
+                HEARTBEAT => (None, None, None),
+                "echo" => (payload.map(|p| ReplyData::Raw(p.get())), None, None),
                 other => {
                     unknown = ErrorBody::new("UNKNOWN_COMMAND", format!("unknown command {other}"));
                     (None, Some(&unknown), None)
@@ -1652,35 +1463,29 @@ impl Core {
             },
         };
         let ok = error.is_none();
-        let text = command_response_frame(
-            scratch,
-            &self.response_prefix,
-            &req.request_id,
-            ok,
-            data.map(ReplyData::Value),
-            error,
-        );
+        let text = command_response_frame(scratch, &self.response_prefix, rid, ok, data, error);
         Some((text, delay))
     }
 
-    fn on_command(&mut self, id: u64, req: CommandRequest) {
+    /// A daemon's `command`, its payload unparsed JSON text.
+    fn on_command(&mut self, id: u64, rid: &str, command: &str, payload: Option<&RawValue>) {
         self.stats.commands += 1;
-        let dropping = self.faults.drop_on_command.as_deref() == Some(req.command.as_str());
-        // Encoded before the request moves into the history.
+        let dropping = self.faults.drop_on_command.as_deref() == Some(command);
         let reply = if dropping {
             None
         } else {
             let mut scratch = std::mem::take(&mut self.scratch);
-            let reply = self.reply_to(&req, &mut scratch);
+            let reply = self.reply_to(rid, command, payload, &mut scratch);
             self.scratch = scratch;
             reply
         };
-        if self.cfg().record_history {
-            self.record_command(id, req);
-        } else if req.command == "runtime.heartbeat" {
+        if command == HEARTBEAT {
             if let Some(reg) = self.ws(id).and_then(|w| w.reg.as_mut()) {
                 reg.heartbeats += 1;
             }
+        }
+        if self.cfg().record_history {
+            self.record_command(id, rid, command, payload);
         }
         if dropping {
             self.drop_conn(id, "dropOnCommand fault");
@@ -1693,6 +1498,16 @@ impl Core {
             }
             Some((text, _)) => self.send_text(id, text),
         }
+    }
+
+    /// A `command` the general decoder read (payload parsed): handled as
+    /// the fast path handles one, from its payload's JSON text.
+    fn on_command_value(&mut self, id: u64, req: CommandRequest) {
+        let raw = req
+            .payload
+            .as_ref()
+            .and_then(|p| serde_json::value::to_raw_value(p).ok());
+        self.on_command(id, &req.request_id, &req.command, raw.as_deref());
     }
 
     // ------------------------------------------------------------------
@@ -1786,7 +1601,7 @@ impl Core {
                 self.fail_pending(id, "server namespace disconnect");
                 self.emit(ServerEvent::Kicked {
                     conn: id,
-                    cluster: reg.cluster,
+                    cluster: reg.cluster.to_string(),
                 });
             }
         }
@@ -1814,7 +1629,7 @@ impl Core {
             .iter()
             .filter_map(|(id, c)| match &c.kind {
                 ConnKind::Ws(w) => w.reg.as_ref().map(|r| DaemonInfo {
-                    team_cluster_id: r.cluster.clone(),
+                    team_cluster_id: r.cluster.to_string(),
                     sid: r.sid.clone(),
                     installed_version: r.installed_version.clone(),
                     client: r.client.clone(),
@@ -1838,60 +1653,18 @@ impl Core {
         authorization: Option<&str>,
         body: &[u8],
     ) -> (u16, Value) {
-        let (status, body) = self.enroll_inner(cluster, authorization, body);
+        let (status, body) = crate::admission::enroll(
+            &mut self.enrollment,
+            &mut self.clusters,
+            cluster,
+            authorization,
+            body,
+        );
         self.emit(ServerEvent::Enrollment {
             cluster: cluster.into(),
             status,
         });
         (status, body)
-    }
-
-    fn enroll_inner(
-        &mut self,
-        cluster: &str,
-        authorization: Option<&str>,
-        body: &[u8],
-    ) -> (u16, Value) {
-        let fail = |status: u16, m: &str| (status, json!({ "message": m }));
-        if let Some(status) = self.enrollment.fail_status {
-            return fail(status, "enrollment failed (injected failure)");
-        }
-        let token = authorization.and_then(|a| a.strip_prefix("Bearer "));
-        let Some(index) = token.and_then(|t| self.enrollment.tokens.iter().position(|x| x == t))
-        else {
-            return fail(401, "invalid enrollment token");
-        };
-        let token = self.enrollment.tokens[index].clone();
-        let Ok(Value::Object(body)) = serde_json::from_slice::<Value>(body) else {
-            return fail(400, "the body must be a JSON object");
-        };
-        if body.get("teamClusterId").and_then(Value::as_str) != Some(cluster) {
-            return fail(400, "teamClusterId does not match the URL");
-        }
-        if body.get("enrollmentToken").and_then(Value::as_str) != Some(token.as_str()) {
-            return fail(400, "enrollmentToken does not match the bearer token");
-        }
-        let Some(password) = body.get("daemonPassword").and_then(Value::as_str) else {
-            return fail(400, "daemonPassword must be a string");
-        };
-        if !matches!(
-            body.get("installedVersion"),
-            Some(Value::String(_) | Value::Null)
-        ) {
-            return fail(400, "installedVersion must be a string or null");
-        }
-        self.enrollment.tokens.remove(index);
-        let mut reply = json!({ "teamClusterId": cluster, "enrolled": true });
-        match self.enrollment.rotate_to.clone() {
-            Some(new) => {
-                self.clusters.insert(cluster.into(), new.clone());
-                reply["daemonPassword"] = Value::String(new);
-            }
-            None => {
-                self.clusters.insert(cluster.into(), password.into());
-            }
-        }
-        (200, reply)
     }
 
     fn shutdown_all(&mut self) {
@@ -1909,80 +1682,6 @@ impl Core {
         }
         for (_, p) in self.pending.drain() {
             let _ = p.reply.send(Err(DispatchError::Stopped));
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use volt_protocol::envelope::CommandResponse;
-
-    #[test]
-    fn borrowed_command_response_matches_the_codec() {
-        let cases = [
-            ("r1", true, None, None),
-            ("r\"2\\", true, Some(json!({"n": 1, "s": "é\u{1}"})), None),
-            ("r3", true, Some(Value::Null), None),
-            ("r4", false, None, Some(ErrorBody::new("E", "bad \"x\""))),
-            (
-                "r5",
-                false,
-                None,
-                Some(ErrorBody::new("", "tab\t\u{7f}\u{2028}")),
-            ),
-            (
-                "r6",
-                true,
-                Some(json!({
-                    "": [], "o": {}, "a": [1, -2, 1.5, -0.0, 1e300, u64::MAX, i64::MIN, true, false, null],
-                    "nested": {"z": [{"y": "\u{1f600}\\/\n\r\u{8}\u{c}"}], "b": "plain"},
-                    "key \"q\"": "x", "ctl\u{1f}": 0.1
-                })),
-                None,
-            ),
-            ("r7", true, Some(json!("just a string")), None),
-            ("r8", true, Some(json!(12345)), None),
-        ];
-        for ns in ["/daemon", "/", "/a\"b"] {
-            for (rid, ok, data, error) in &cases {
-                let codec = VoltEvent::CommandResponse(CommandResponse {
-                    request_id: (*rid).into(),
-                    ok: *ok,
-                    data: data.clone(),
-                    error: error.clone(),
-                })
-                .encode(ns)
-                .text;
-                let frame = |data| {
-                    command_response_frame(
-                        &mut Vec::new(),
-                        &command_response_prefix(ns),
-                        rid,
-                        *ok,
-                        data,
-                        error.as_ref(),
-                    )
-                };
-                assert_eq!(frame(data.as_ref().map(ReplyData::Value)), codec);
-                // Raw data (the echo fast path) as its compact JSON text.
-                let raw = data.as_ref().map(Value::to_string);
-                assert_eq!(frame(raw.as_deref().map(ReplyData::Raw)), codec);
-            }
-        }
-    }
-
-    #[test]
-    fn command_envelope_matches_serde() {
-        for payload in [None, Some(json!({"b": 1, "a": [2]}))] {
-            let req = CommandRequest {
-                request_id: "r".into(),
-                command: "c".into(),
-                payload,
-            };
-            let v = command_envelope(&req);
-            assert_eq!(v, serde_json::to_value(&req).unwrap());
-            assert_eq!(v.to_string(), serde_json::to_string(&req).unwrap());
         }
     }
 }

@@ -1,11 +1,57 @@
 //! The ordered event log, with waits on a condition variable.
 
+use std::borrow::Cow;
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::Instant;
 
 use parking_lot::{Condvar, Mutex};
+use volt_protocol::envelope::CommandRequest;
 
 use crate::model::ServerEvent;
+
+/// An event as the log keeps it. A daemon's `command` (the one event a
+/// benchmark produces by the hundred thousand) keeps its envelope as JSON
+/// text, shared with the per-cluster history, and becomes a
+/// [`ServerEvent::Command`] only when read: recording it costs one
+/// allocation instead of a parsed payload and two deep copies.
+#[derive(Debug)]
+pub(crate) enum Logged {
+    Event(ServerEvent),
+    Command {
+        conn: u64,
+        cluster: Arc<str>,
+        /// `{"requestId","command"[,"payload"]}`, see [`crate::core::parse_envelope`].
+        json: Arc<str>,
+    },
+}
+
+impl Logged {
+    fn event(&self) -> Cow<'_, ServerEvent> {
+        match self {
+            Logged::Event(e) => Cow::Borrowed(e),
+            Logged::Command {
+                conn,
+                cluster,
+                json,
+            } => Cow::Owned(ServerEvent::Command {
+                conn: *conn,
+                cluster: cluster.to_string(),
+                request: parse_request(json),
+            }),
+        }
+    }
+}
+
+/// A recorded envelope as the request it was decoded from (it was written
+/// from one, so it always parses).
+pub(crate) fn parse_request(json: &str) -> CommandRequest {
+    serde_json::from_str(json).unwrap_or_else(|_| CommandRequest {
+        request_id: String::new(),
+        command: String::new(),
+        payload: None,
+    })
+}
 
 /// Everything the server saw, in order, each event numbered from 0.
 /// Holds at most `limit` events (the oldest are dropped).
@@ -19,7 +65,7 @@ pub struct EventLog {
 struct Inner {
     /// Sequence number of `events[0]`.
     first: u64,
-    events: VecDeque<ServerEvent>,
+    events: VecDeque<Logged>,
     limit: usize,
     closed: bool,
 }
@@ -37,7 +83,7 @@ impl EventLog {
         }
     }
 
-    pub(crate) fn extend(&self, batch: &mut Vec<ServerEvent>) {
+    pub(crate) fn extend(&self, batch: &mut Vec<Logged>) {
         if batch.is_empty() {
             return;
         }
@@ -72,7 +118,7 @@ impl EventLog {
             .iter()
             .enumerate()
             .skip(start)
-            .map(|(i, e)| (g.first + i as u64, e.clone()))
+            .map(|(i, e)| (g.first + i as u64, e.event().into_owned()))
             .collect()
     }
 
@@ -89,8 +135,9 @@ impl EventLog {
         loop {
             let start = next.saturating_sub(g.first) as usize;
             for (i, e) in g.events.iter().enumerate().skip(start) {
-                if matcher(e) {
-                    return Some((g.first + i as u64, e.clone()));
+                let e = e.event();
+                if matcher(&e) {
+                    return Some((g.first + i as u64, e.into_owned()));
                 }
             }
             next = g.first + g.events.len() as u64;
@@ -102,8 +149,9 @@ impl EventLog {
                     .iter()
                     .enumerate()
                     .skip(start)
+                    .map(|(i, e)| (g.first + i as u64, e.event()))
                     .find(|(_, e)| matcher(e))
-                    .map(|(i, e)| (g.first + i as u64, e.clone()));
+                    .map(|(i, e)| (i, e.into_owned()));
             }
         }
     }

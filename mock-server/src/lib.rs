@@ -21,6 +21,7 @@
 //! ```
 #![cfg(unix)]
 
+mod admission;
 mod config;
 mod core;
 mod events;
@@ -29,6 +30,8 @@ mod http;
 mod model;
 mod server;
 mod stream;
+mod timers;
+mod wire;
 
 pub use config::{ServerConfig, TlsConfig};
 pub use events::EventLog;

@@ -308,18 +308,19 @@ impl ServerHandle {
     /// included), in order.
     pub fn received_commands(&self, cluster: &str) -> Vec<Value> {
         let c = cluster.to_owned();
-        self.call(move |core| {
-            core.received
-                .get(&c)
-                .map(|r| {
-                    r.commands
-                        .iter()
-                        .map(crate::core::command_envelope)
-                        .collect()
-                })
-                .unwrap_or_default()
-        })
-        .unwrap_or_default()
+        // The loop hands out the shared texts; they are parsed here, off it.
+        let texts: std::collections::VecDeque<std::sync::Arc<str>> = self
+            .call(move |core| {
+                core.received
+                    .get(&c)
+                    .map(|r| r.commands.clone())
+                    .unwrap_or_default()
+            })
+            .unwrap_or_default();
+        texts
+            .iter()
+            .map(|t| crate::wire::parse_envelope(t))
+            .collect()
     }
 
     /// The recorded frames (needs [`ServerConfig::record_frames`]), of every

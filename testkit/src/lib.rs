@@ -30,6 +30,9 @@ mod fault_proxy;
 pub use fault_proxy::{FaultProxy, ProxyStats, Toward, FAULT_PROXY_SEED};
 use volt_mock_server::{Server, ServerConfig, ServerHandle, TlsConfig};
 
+mod client_recorder;
+
+pub use client_recorder::{ClientEvent, ClientRecorder, ClientWaitError};
 pub use volt_mock_server::{
     CommandRequest, DaemonInfo, Direction, DispatchError, EnrollmentSettings, ErrorBody, Faults,
     FrameRecord, RawFrame, RejectRegistration, Responder, ReverseReply, ServerEvent, Stats,
@@ -197,11 +200,32 @@ impl MockServerBuilder {
 
 /// A mock VOLT server running in this process. Dropping it stops it, frees
 /// its port and joins its threads.
+///
+/// It dereferences to the server's [`ServerHandle`], so the whole
+/// in-process API (`url`, `kick`, `set_faults`, `daemons`,
+/// `received_commands`, ...) is called on it directly; the methods here
+/// are the ones a test wants shaped differently (panicking `dispatch`,
+/// a cursor over the event log, ...).
+///
+/// ```
+/// use volt_testkit::{Faults, MockServer, DEFAULT_CLUSTER};
+/// let server = MockServer::start();
+/// server.set_faults(Faults { stop_pings: true, ..Faults::default() });
+/// assert!(server.faults().stop_pings);
+/// assert!(server.kick(DEFAULT_CLUSTER).is_err()); // nobody connected
+/// ```
 #[derive(Debug)]
 pub struct MockServer {
     server: Server,
     /// Where the next [`expect_event`](Self::expect_event) starts looking.
     cursor: Mutex<u64>,
+}
+
+impl std::ops::Deref for MockServer {
+    type Target = ServerHandle;
+    fn deref(&self) -> &ServerHandle {
+        &self.server
+    }
 }
 
 impl MockServer {
@@ -217,26 +241,6 @@ impl MockServer {
             ..ServerConfig::default()
         };
         MockServerBuilder { config }
-    }
-
-    /// The server URL for a daemon: `http://127.0.0.1:PORT` (`https` with TLS).
-    pub fn url(&self) -> String {
-        self.server.url()
-    }
-
-    /// `<url>/api/team-clusters/<cluster>/healthcheck`.
-    pub fn enrollment_url(&self, cluster: &str) -> String {
-        self.server.enrollment_url(cluster)
-    }
-
-    /// The listening address.
-    pub fn local_addr(&self) -> SocketAddr {
-        self.server.local_addr()
-    }
-
-    /// The configuration in force at start (ping timings, max payload, ...).
-    pub fn config(&self) -> &ServerConfig {
-        self.server.config()
     }
 
     /// The mock server's own handle (its whole in-process API).
@@ -292,69 +296,9 @@ impl MockServer {
         self.server.send_message(cluster, v)
     }
 
-    /// Kicks the cluster's connections (`41/daemon,`); returns how many.
-    pub fn kick(&self, cluster: &str) -> Result<usize, DispatchError> {
-        self.server.kick(cluster)
-    }
-
-    /// Cuts the cluster's connections without a close frame.
-    pub fn drop_transport(&self, cluster: &str) -> Result<usize, DispatchError> {
-        self.server.drop_transport(cluster)
-    }
-
-    /// Sends a raw WebSocket frame to the cluster's newest connection.
-    pub fn send_raw(&self, cluster: &str, frame: RawFrame) -> Result<(), DispatchError> {
-        self.server.send_raw(cluster, frame)
-    }
-
     /// Sends a raw text frame (e.g. `"42/daemon,[\"bogus\"]"`).
     pub fn send_raw_text(&self, cluster: &str, text: &str) -> Result<(), DispatchError> {
         self.server.send_raw(cluster, RawFrame::Text(text.into()))
-    }
-
-    /// Sets how the server answers the daemon's `command`.
-    pub fn set_responder(&self, command: &str, responder: Responder) {
-        self.server.set_responder(command, responder)
-    }
-
-    /// Restores the default answer for `command`.
-    pub fn clear_responder(&self, command: &str) {
-        self.server.clear_responder(command)
-    }
-
-    /// Replaces the whole fault set.
-    pub fn set_faults(&self, faults: Faults) {
-        self.server.set_faults(faults)
-    }
-
-    /// Clears every fault.
-    pub fn clear_faults(&self) {
-        self.server.clear_faults()
-    }
-
-    /// The fault set in force.
-    pub fn faults(&self) -> Faults {
-        self.server.faults()
-    }
-
-    /// Adds a cluster or changes its password.
-    pub fn add_cluster(&self, cluster: &str, password: &str) {
-        self.server.add_cluster(cluster, password)
-    }
-
-    /// A cluster's current password (after rotations).
-    pub fn cluster_password(&self, cluster: &str) -> Option<String> {
-        self.server.cluster_password(cluster)
-    }
-
-    /// Replaces the enrollment settings.
-    pub fn set_enrollment(&self, settings: EnrollmentSettings) {
-        self.server.set_enrollment(settings)
-    }
-
-    /// The enrollment settings (used tokens are gone).
-    pub fn enrollment(&self) -> EnrollmentSettings {
-        self.server.enrollment()
     }
 
     /// Replaces the valid enrollment tokens.
@@ -378,21 +322,6 @@ impl MockServer {
         self.set_enrollment(s);
     }
 
-    /// The registered daemons, oldest first.
-    pub fn daemons(&self) -> Vec<DaemonInfo> {
-        self.server.daemons()
-    }
-
-    /// The `message` objects the cluster's daemons sent, in order.
-    pub fn received_messages(&self, cluster: &str) -> Vec<Value> {
-        self.server.received_messages(cluster)
-    }
-
-    /// The `command` envelopes the cluster's daemons sent, in order.
-    pub fn received_commands(&self, cluster: &str) -> Vec<Value> {
-        self.server.received_commands(cluster)
-    }
-
     /// The frame transcript of the connections registered as `cluster`
     /// (frames sent before registration, like the open packet, are under
     /// [`all_frames`](Self::all_frames)).
@@ -403,11 +332,6 @@ impl MockServer {
     /// The frame transcript of every connection.
     pub fn all_frames(&self) -> Vec<FrameRecord> {
         self.server.frames(None)
-    }
-
-    /// Counters.
-    pub fn stats(&self) -> Stats {
-        self.server.stats()
     }
 
     /// Every event still kept, in order.

@@ -3,16 +3,13 @@
 //! callbacks, and bounded waits (a deadlock fails the test, never hangs it).
 #![allow(dead_code)]
 
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
-use parking_lot::Mutex;
-use volt_daemon_client::{
-    ClusterDaemonClient, ClusterDaemonClientOptions, DaemonClientError, DaemonClientErrorCode,
-    TeamClusterDaemonMessage,
+use volt_daemon_client::{ClusterDaemonClient, ClusterDaemonClientOptions};
+use volt_testkit::{
+    client_options, ClientRecorder, MockServer, ServerEvent, DEFAULT_CLUSTER, DEFAULT_PASSWORD,
 };
-use volt_testkit::{client_options, MockServer, ServerEvent, DEFAULT_CLUSTER, DEFAULT_PASSWORD};
 
 /// How long any wait for something that must happen may take.
 pub const WAIT: Duration = Duration::from_secs(5);
@@ -93,83 +90,42 @@ pub fn recv<T>(rx: &Receiver<T>, what: &str, timeout: Duration) -> T {
         .unwrap_or_else(|e| panic!("{what}: nothing within {timeout:?} ({e})"))
 }
 
-/// One client callback, as recorded.
-#[derive(Debug, Clone)]
-pub enum Cb {
-    Connected,
-    Disconnected(String),
-    Error(DaemonClientError),
-    Message(TeamClusterDaemonMessage),
-    PasswordRotated(String),
-}
+/// One client callback, as recorded (the testkit's `ClientEvent`).
+pub use volt_testkit::ClientEvent as Cb;
 
-impl Cb {
-    pub fn is_error(&self, code: DaemonClientErrorCode) -> bool {
-        matches!(self, Cb::Error(e) if e.code() == code)
-    }
-}
-
-/// Records every callback of a client, in order: as a channel to wait on
-/// and as a log to look at after `disconnect()` returned.
-pub struct Recorder {
-    rx: Receiver<Cb>,
-    log: Arc<Mutex<Vec<Cb>>>,
-}
+/// The testkit's [`ClientRecorder`] with this suite's waits: each bounded
+/// by [`WAIT`], a miss failing the test with every callback seen.
+pub struct Recorder(ClientRecorder);
 
 impl Recorder {
     /// Registers the recording callbacks on `client`.
     pub fn attach(client: &ClusterDaemonClient) -> Recorder {
-        let (tx, rx) = crossbeam_channel::unbounded();
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let push = {
-            let log = log.clone();
-            move |cb: Cb| {
-                log.lock().push(cb.clone());
-                let _ = tx.send(cb);
-            }
-        };
-        let p = push.clone();
-        client.on_connected(move || p(Cb::Connected));
-        let p = push.clone();
-        client.on_disconnected(move |r| p(Cb::Disconnected(r.to_owned())));
-        let p = push.clone();
-        client.on_error(move |e| p(Cb::Error(e.clone())));
-        let p = push.clone();
-        client.on_message(move |m| p(Cb::Message(m.clone())));
-        let p = push;
-        client.on_password_rotated(move |pw| p(Cb::PasswordRotated(pw.to_owned())));
-        Recorder { rx, log }
+        Recorder(ClientRecorder::attach(client))
     }
 
     /// Waits for the next callback accepted by `pred` (skipping others).
-    pub fn expect(&self, what: &str, mut pred: impl FnMut(&Cb) -> bool) -> Cb {
-        let deadline = Instant::now() + WAIT;
-        let mut skipped = Vec::new();
-        loop {
-            match self.rx.recv_deadline(deadline) {
-                Ok(cb) if pred(&cb) => return cb,
-                Ok(cb) => skipped.push(cb),
-                Err(_) => panic!("no {what} callback within {WAIT:?}; skipped: {skipped:?}"),
-            }
-        }
+    pub fn expect(&self, what: &str, pred: impl FnMut(&Cb) -> bool) -> Cb {
+        self.0
+            .wait_for(what, pred, WAIT)
+            .map(|(_, cb)| cb)
+            .unwrap_or_else(|e| panic!("{e}"))
     }
 
     /// Waits for the next callback, whatever it is.
     pub fn next(&self, what: &str) -> Cb {
-        recv(&self.rx, what, WAIT)
+        self.expect(what, |_| true)
     }
 
     /// Fails if a callback accepted by `pred` arrives within `window`.
-    pub fn expect_none(&self, what: &str, window: Duration, mut pred: impl FnMut(&Cb) -> bool) {
-        let deadline = Instant::now() + window;
-        while let Ok(cb) = self.rx.recv_deadline(deadline) {
-            assert!(!pred(&cb), "unexpected {what} callback: {cb:?}");
+    pub fn expect_none(&self, what: &str, window: Duration, pred: impl FnMut(&Cb) -> bool) {
+        if let Err(cb) = self.0.expect_none(what, window, pred) {
+            panic!("unexpected {what} callback: {cb:?}");
         }
     }
 
     /// Every callback so far, in order.
     pub fn log(&self) -> Vec<Cb> {
-        self.log.lock().clone()
+        self.0.events()
     }
 }
 

@@ -7,9 +7,9 @@ use std::net::{TcpListener, TcpStream};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError};
 use tungstenite::{Message, WebSocket};
-use volt_daemon_client::{ClusterDaemonClient, DaemonClientError, DaemonClientErrorCode};
+use volt_daemon_client::ClusterDaemonClient;
+use volt_testkit::ClientRecorder;
 
 /// Tests that count threads (`/proc/self/task`) or read peak RSS must not
 /// overlap with other tests of the same binary: they hold this.
@@ -18,115 +18,35 @@ pub fn serial() -> MutexGuard<'static, ()> {
     LOCK.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// One callback invocation.
-#[derive(Debug, Clone)]
-pub enum Ev {
-    Connected,
-    Disconnected(String),
-    Error(DaemonClientError),
-    Message(String),
-}
+/// One callback invocation (the testkit's `ClientEvent`).
+pub use volt_testkit::ClientEvent as Ev;
 
-impl Ev {
-    pub fn is_connected(&self) -> bool {
-        matches!(self, Ev::Connected)
-    }
-    pub fn is_disconnected(&self) -> bool {
-        matches!(self, Ev::Disconnected(_))
-    }
-    pub fn is_disconnected_with(&self, reason: &str) -> bool {
-        matches!(self, Ev::Disconnected(r) if r == reason)
-    }
-    pub fn is_error(&self, code: DaemonClientErrorCode) -> bool {
-        matches!(self, Ev::Error(e) if e.code() == code)
-    }
-}
-
-/// Records every callback of a client, in order, with the time it ran.
-pub struct Recorder {
-    rx: Receiver<(Instant, Ev)>,
-    seen: Mutex<Vec<(Instant, Ev)>>,
-    /// Index of the next event `wait` looks at.
-    cursor: Mutex<usize>,
-}
+/// The testkit's [`ClientRecorder`], with this suite's panicking wait.
+pub struct Recorder(ClientRecorder);
 
 /// Registers recording callbacks on `client`.
 pub fn record(client: &ClusterDaemonClient) -> Recorder {
-    let (tx, rx) = crossbeam_channel::unbounded();
-    let t = tx.clone();
-    client.on_connected(move || {
-        let _ = t.send((Instant::now(), Ev::Connected));
-    });
-    let t = tx.clone();
-    client.on_disconnected(move |r| {
-        let _ = t.send((Instant::now(), Ev::Disconnected(r.to_owned())));
-    });
-    let t = tx.clone();
-    client.on_error(move |e| {
-        let _ = t.send((Instant::now(), Ev::Error(e.clone())));
-    });
-    client.on_message(move |m| {
-        let _ = tx.send((Instant::now(), Ev::Message(m.message_type().to_owned())));
-    });
-    Recorder {
-        rx,
-        seen: Mutex::new(Vec::new()),
-        cursor: Mutex::new(0),
-    }
+    Recorder(ClientRecorder::attach(client))
 }
 
 impl Recorder {
-    fn pull(&self) {
-        let mut seen = self.seen.lock().unwrap();
-        seen.extend(self.rx.try_iter());
-    }
-
     /// Waits for the next event past the cursor that `pred` accepts, moves
     /// the cursor past it and returns it with its time. Panics (with every
     /// event seen) after `timeout`.
     pub fn wait(&self, timeout: Duration, pred: impl Fn(&Ev) -> bool) -> (Instant, Ev) {
-        let deadline = Instant::now() + timeout;
-        let mut cursor = self.cursor.lock().unwrap();
-        loop {
-            self.pull();
-            {
-                let seen = self.seen.lock().unwrap();
-                if let Some(i) = (*cursor..seen.len()).find(|&i| pred(&seen[i].1)) {
-                    *cursor = i + 1;
-                    return seen[i].clone();
-                }
-            }
-            match self
-                .rx
-                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            {
-                Ok(e) => self.seen.lock().unwrap().push(e),
-                Err(RecvTimeoutError::Timeout) | Err(RecvTimeoutError::Disconnected) => {
-                    if Instant::now() >= deadline {
-                        panic!(
-                            "no matching client event within {timeout:?}; seen: {:#?}",
-                            self.all()
-                        );
-                    }
-                }
-            }
-        }
+        self.0
+            .wait_for("matching", pred, timeout)
+            .unwrap_or_else(|e| panic!("{e}"))
     }
 
     /// Every event so far.
     pub fn all(&self) -> Vec<Ev> {
-        self.pull();
-        self.seen
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|(_, e)| e.clone())
-            .collect()
+        self.0.events()
     }
 
     /// How many events so far `pred` accepts.
     pub fn count(&self, pred: impl Fn(&Ev) -> bool) -> usize {
-        self.all().iter().filter(|e| pred(e)).count()
+        self.0.count(pred)
     }
 }
 
