@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Ours vs Node socket.io-client 4.8.4, same machine, same run, same server.
+# Ours vs Node socket.io-client 4.8.4 and the Rust crate rust_socketio 0.6
+# (sync ClientBuilder, websocket transport; rust-socketio/), same machine, same run, same server.
 #
 #   benches/compare/run.sh            # 3 rounds, 5 s per measurement
 #   ROUNDS=5 DURATION=10s benches/compare/run.sh
@@ -52,7 +53,11 @@ NPROC=$(nproc)
 if [ -z "${SKIP_BUILD:-}" ]; then
   echo "== building (release)" >&2
   (cd "$ROOT" && cargo build --release -q -p volt-benches --bins -p volt-mock-server)
+  # The rust_socketio peer is its own Cargo project (own workspace and
+  # lockfile: its tokio never enters ours).
+  (cd "$HERE/rust-socketio" && cargo build --release -q --locked --target-dir "$ROOT/target/compare-rust-socketio")
 fi
+RSIO_BIN=$ROOT/target/compare-rust-socketio/release/rust-socketio-bench
 BIN=$ROOT/target/release
 if [ ! -d "$HERE/node_modules" ]; then
   echo "== npm ci" >&2
@@ -108,6 +113,11 @@ ours() { # CLIENTS IN_FLIGHT DURATION [extra...]
     --clients "$c" --in-flight "$k" --duration "$d" --warmup "$WARMUP" \
     --payload-bytes "$PAYLOAD" --server-pid "$SERVER_PID" --json "$@"
 }
+rsio() { # CLIENTS IN_FLIGHT DURATION
+  "$RSIO_BIN" --url "$URL" --cluster "$CLUSTER" --password "$PASSWORD" \
+    --clients "$1" --in-flight "$2" --duration "$3" --warmup "$WARMUP" \
+    --payload-bytes "$PAYLOAD" --server-pid "$SERVER_PID" --json
+}
 theirs() { # CLIENTS IN_FLIGHT DURATION
   node "$HERE/node-bench.js" --url "$URL" --cluster "$CLUSTER" --password "$PASSWORD" \
     --clients "$1" --in-flight "$2" --duration "$3" --warmup "$WARMUP" \
@@ -144,6 +154,7 @@ for r in $(seq "$ROUNDS"); do
   W="throughput ${CLIENTS}x${IN_FLIGHT}"
   record "$W" ours "$r" ours "$CLIENTS" "$IN_FLIGHT" "$DURATION"
   record "$W" node "$r" theirs "$CLIENTS" "$IN_FLIGHT" "$DURATION"
+  record "$W" rust_socketio "$r" rsio "$CLIENTS" "$IN_FLIGHT" "$DURATION"
 
   # Latency in short slices, the three alternating: this VM drifts between
   # a fast and a slow state for seconds at a time, and a ratio is only
@@ -151,6 +162,7 @@ for r in $(seq "$ROUNDS"); do
   for _ in $(seq "$LATENCY_SLICES"); do
     record "latency 1x1 unpinned" ours "$r" ours 1 1 "$LATENCY_SLICE"
     record "latency 1x1 unpinned" node "$r" theirs 1 1 "$LATENCY_SLICE"
+    record "latency 1x1 unpinned" rust_socketio "$r" rsio 1 1 "$LATENCY_SLICE"
     record "latency 1x1 unpinned" tcp "$r" tcp "$LATENCY_SLICE"
   done
 
@@ -164,6 +176,10 @@ for r in $(seq "$ROUNDS"); do
       --cluster "$CLUSTER" --password "$PASSWORD" --clients 1 --in-flight 1 \
       --duration "$LATENCY_SLICE" --warmup "$WARMUP" --payload-bytes "$PAYLOAD" \
       --server-pid "$SERVER_PID" --json
+    record "latency 1x1 pinned" rust_socketio "$r" taskset -c 0 "$RSIO_BIN" --url "$URL" \
+      --cluster "$CLUSTER" --password "$PASSWORD" --clients 1 --in-flight 1 \
+      --duration "$LATENCY_SLICE" --warmup "$WARMUP" --payload-bytes "$PAYLOAD" \
+      --server-pid "$SERVER_PID" --json
     record "latency 1x1 pinned" tcp "$r" taskset -c 0 "$BIN/tcp-pingpong" client "$TCP_ADDR" \
       --duration "$LATENCY_SLICE" --warmup "$WARMUP" --bytes "$PAYLOAD" --json
   done
@@ -173,6 +189,7 @@ done
 echo "== rss with 1000 in flight" >&2
 record "rss 1x1000" ours 1 ours 1 1000 2s
 record "rss 1x1000" node 1 theirs 1 1000 2s
+record "rss 1x1000" rust_socketio 1 rsio 1 1000 2s
 
 # The fleet holds one socket per daemon (the server process another): raise
 # the soft open-files limit for this shell (up to the hard limit; no

@@ -25,10 +25,10 @@ const metrics = [
 const workloads = [...new Set(rows.map((r) => r.workload))];
 const rounds = Math.max(...rows.map((r) => r.round));
 const out = [];
-out.push(`Medians of ${rounds} round(s); ratio = ours / Node socket.io-client 4.8.4 (and ours / raw TCP ping-pong for latency).`);
+out.push(`Medians of ${rounds} round(s); ratio = ours / Node socket.io-client 4.8.4, ours / rust_socketio 0.6 (sync ClientBuilder, websocket transport) (and ours / raw TCP ping-pong for latency).`);
 out.push('');
-out.push('| workload | metric | ours (volt-daemon-client) | Node socket.io-client | ours / Node | raw TCP ping-pong | ours / TCP |');
-out.push('| --- | --- | ---: | ---: | ---: | ---: | ---: |');
+out.push('| workload | metric | ours (volt-daemon-client) | Node socket.io-client | ours / Node | rust_socketio 0.6 | ours / rust_socketio | raw TCP ping-pong | ours / TCP |');
+out.push('| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
 for (const w of workloads) {
   const hasTcp = rows.some((r) => r.workload === w && r.impl === 'tcp');
   const only = (...keys) => metrics.filter((m) => keys.includes(m[1]));
@@ -36,8 +36,9 @@ for (const w of workloads) {
   for (const [label, key, digits, scale] of shown) {
     const a = get(w, 'ours', key) * scale;
     const b = get(w, 'node', key) * scale;
+    const c = get(w, 'rust_socketio', key) * scale;
     const t = hasTcp && !key.startsWith('server') ? get(w, 'tcp', key) * scale : NaN;
-    out.push(`| ${w} | ${label} | ${fmt(a, digits)} | ${fmt(b, digits)} | ${ratio(a, b)} | ${fmt(t, digits)} | ${Number.isFinite(t) ? ratio(a, t) : '—'} |`);
+    out.push(`| ${w} | ${label} | ${fmt(a, digits)} | ${fmt(b, digits)} | ${ratio(a, b)} | ${fmt(c, digits)} | ${ratio(a, c)} | ${fmt(t, digits)} | ${Number.isFinite(t) ? ratio(a, t) : '—'} |`);
   }
 }
 process.stdout.write(out.join('\n') + '\n');
@@ -59,6 +60,10 @@ const perRound = (w, key, peer) => {
 const checks = [
   [(w) => w.startsWith('throughput '), 'throughput', 'node', 'throughput, ours / Node'],
   [(w) => w.startsWith('throughput '), 'cpu_per_cmd_us', 'node', 'client CPU per command, ours / Node'],
+  [(w) => w.startsWith('throughput '), 'throughput', 'rust_socketio', 'throughput, ours / rust_socketio'],
+  [(w) => w.startsWith('throughput '), 'cpu_per_cmd_us', 'rust_socketio', 'client CPU per command, ours / rust_socketio'],
+  [(w) => w.startsWith('latency ') && !w.includes('interleaved'), 'p50_us', 'node', 'p50, ours / Node'],
+  [(w) => w.startsWith('latency ') && !w.includes('interleaved'), 'p50_us', 'rust_socketio', 'p50, ours / rust_socketio'],
   [(w) => w.startsWith('latency '), 'p50_us', 'tcp', 'p50, ours / raw TCP'],
 ];
 const byRound = ['', "Round by round (each round's median over its slices):", '', '| workload | ratio | per round | median |', '| --- | --- | --- | ---: |'];
@@ -69,3 +74,9 @@ for (const [matches, key, peer, label] of checks) {
   }
 }
 process.stdout.write(byRound.join('\n') + '\n');
+process.stdout.write([
+  '',
+  'rust_socketio peer: its sync client runs a current-thread tokio runtime per socket underneath (its CPU counts as the client\'s);',
+  'the window is kept full by emitting the next command from the `command-response` callback on the client\'s polling thread;',
+  'commands are correlated by requestId as in the protocol (no acks). Interleaved rows have no peers.',
+].join('\n') + '\n');
