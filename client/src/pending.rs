@@ -3,9 +3,8 @@
 //! a ready connection and registered, or refused at once: none can slip in
 //! while a lost connection fails its pending commands.
 
+use crate::protocol::id_hash::IdMap;
 use std::cell::Cell;
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
 use std::time::{Duration, Instant};
 
 use std::sync::Arc;
@@ -79,29 +78,7 @@ struct LinkState {
     /// The live connection's way out; one `Arc` so that a command clones
     /// one reference count, not four.
     conn: Option<Arc<LiveConn>>,
-    pending: HashMap<u128, Waiter, BuildHasherDefault<IdHasher>>,
-}
-
-/// Keys are random UUIDs we generate, so their own bits are a good hash:
-/// no SipHash on every command. A server cannot choose them; it can only
-/// look up ids, which costs it nothing special.
-#[derive(Default)]
-struct IdHasher(u64);
-
-impl Hasher for IdHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(b);
-        }
-    }
-
-    fn write_u128(&mut self, n: u128) {
-        self.0 = (n as u64) ^ ((n >> 64) as u64);
-    }
+    pending: IdMap<u128, Waiter>,
 }
 
 /// The shared link. Cheap operations only under its lock.

@@ -3,7 +3,6 @@
 //! talk to it by sending closures over a bounded channel and waking it.
 
 use std::collections::{BinaryHeap, HashMap, VecDeque};
-use std::hash::BuildHasherDefault;
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, Shutdown, SocketAddr, TcpStream};
 use std::os::fd::AsRawFd;
@@ -35,8 +34,9 @@ use crate::events::{EventLog, Logged};
 use crate::head;
 use crate::model::*;
 use crate::stream::{Stream, Transport};
-use crate::timers::{IdHasher, Timer, TimerKind};
+use crate::timers::{Timer, TimerKind};
 use crate::wire::{command_response_frame, command_response_prefix, write_envelope, ReplyData};
+use volt_protocol::id_hash::IdMap;
 
 const LISTENER: Token = Token(0);
 /// The command name of a daemon's heartbeat.
@@ -317,7 +317,7 @@ fn run(mut core: Core, mut poll: Poll, mut listener: mio::net::TcpListener, rx: 
     core.shared.events.close();
 }
 
-type ConnMap = HashMap<u64, Conn, BuildHasherDefault<IdHasher>>;
+type ConnMap = IdMap<u64, Conn>;
 
 /// The WebSocket connection `id` (borrowing only the connection table).
 fn ws_in(conns: &mut ConnMap, id: u64) -> Option<&mut WsConn> {

@@ -2,7 +2,6 @@
 //! connection table.
 
 use std::cmp::Ordering;
-use std::hash::Hasher;
 use std::time::Instant;
 
 /// What a timer does when it fires.
@@ -36,29 +35,5 @@ impl Ord for Timer {
     fn cmp(&self, other: &Self) -> Ordering {
         // Reversed: BinaryHeap is a max-heap and we want the earliest first.
         (other.at, other.seq).cmp(&(self.at, self.seq))
-    }
-}
-
-/// Hashes the loop's own connection ids (sequential `u64`s it hands out,
-/// never chosen by a peer) with one multiplication instead of SipHash: the
-/// connection table is looked up several times per frame.
-#[derive(Default)]
-pub(crate) struct IdHasher(u64);
-
-impl Hasher for IdHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        }
-    }
-
-    fn write_u64(&mut self, n: u64) {
-        // Fibonacci hashing: spreads consecutive ids over the high bits
-        // (hashbrown's control bytes) while the low bits stay distinct.
-        self.0 = (self.0 ^ n).wrapping_mul(0x9e37_79b9_7f4a_7c15);
     }
 }

@@ -26,6 +26,7 @@ pub mod decoder;
 pub mod engine;
 pub mod envelope;
 mod error;
+pub mod id_hash;
 pub mod json;
 pub mod message;
 pub mod socket;
