@@ -282,14 +282,6 @@ impl Outgoing {
             attachments: Vec::new(),
         }
     }
-
-    /// The largest frame in bytes (what the server's `maxPayload` limits).
-    pub fn largest_frame(&self) -> usize {
-        self.attachments
-            .iter()
-            .map(Vec::len)
-            .fold(self.text.len(), usize::max)
-    }
 }
 
 impl VoltEvent {
