@@ -39,6 +39,7 @@ HEARTBEAT_MS=${HEARTBEAT_MS:-1000}
 FLEET_DURATION=${FLEET_DURATION:-10s}
 IDLE=${IDLE:-10s}
 IDLE_PING_MS=${IDLE_PING_MS:-5000}
+SERVER_FLAGS=${SERVER_FLAGS:-}
 CLUSTER=bench-cluster
 PASSWORD=bench-password
 
@@ -85,7 +86,10 @@ wait_listening() {
   return 1
 }
 
-RUST_LOG=warn "$BIN/volt-mock-server" --listen 127.0.0.1:0 --no-history --cluster "$CLUSTER:$PASSWORD" \
+# The server runs with its defaults (history on), as users start it;
+# SERVER_FLAGS=--no-history gives the figures of earlier runs.
+# shellcheck disable=SC2086
+RUST_LOG=warn "$BIN/volt-mock-server" --listen 127.0.0.1:0 ${SERVER_FLAGS:-} --cluster "$CLUSTER:$PASSWORD" \
   >"$OUT/server.out" 2>"$OUT/server.err" &
 SERVER_PID=$!
 URL=$(wait_listening "$OUT/server.out")
