@@ -195,7 +195,7 @@ impl FrameReader {
     /// Consumes the next message only if it is one whole text frame that
     /// `take` accepts; anything else (a fragment, a control frame, bytes
     /// that are not a frame yet or not a valid one) stays for
-    /// [`next`](Self::next), which reports it exactly as before.
+    /// [`next_message`](Self::next_message), which reports it exactly as before.
     pub fn take_text_if(&mut self, take: impl FnOnce(&str) -> bool) -> bool {
         if self.partial.is_some() {
             return false;
