@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Writes the seed corpus of the fuzz targets from the golden vectors
-(client/tests/codec_golden.rs, shared/observed-frames.md). Run from fuzz/:
+(protocol/tests/codec_golden.rs, shared/observed-frames.md) and, for the
+websocket target, a few hand-made server frame streams. Run from fuzz/:
 `python3 seeds/generate.py`. Deterministic: same files every time."""
 import json, os, struct
 
@@ -72,6 +73,28 @@ messages = {
     "unknown": {"type": "brand-new", "x": 1},
 }
 
+def ws(fin, opcode, payload):
+    """One unmasked (server) WebSocket frame."""
+    n = len(payload)
+    head = bytes([(0x80 if fin else 0) | opcode])
+    if n < 126:
+        head += bytes([n])
+    elif n <= 0xFFFF:
+        head += bytes([126]) + struct.pack(">H", n)
+    else:
+        head += bytes([127]) + struct.pack(">Q", n)
+    return head + payload
+
+# flags (bit 0: small limit), read-size seed, take_text_if pattern, stream
+websocket = {
+    "texts": bytes([0, 7, 0x55]) + ws(True, 1, b"2") + ws(True, 1, b'42/daemon,["command",{}]') + ws(True, 2, bytes(range(5))),
+    "fragments-and-control": bytes([0, 3, 0xFF]) + ws(False, 1, b"42[\"frag") + ws(True, 9, b"hi") + ws(False, 0, b"men")
+        + ws(True, 10, b"") + ws(True, 0, b"ted\"]") + ws(True, 8, bytes([3, 232])),
+    "lengths": bytes([0, 200, 0x0F]) + ws(True, 2, b"") + ws(True, 2, bytes(125)) + ws(True, 2, bytes(126)) + ws(True, 1, b"x" * 300),
+    "small-limit-too-large": bytes([1, 1, 0]) + ws(False, 2, bytes(200)) + ws(True, 0, bytes(200)),
+    "bad-utf8": bytes([0, 9, 1]) + ws(True, 1, b"ok") + ws(True, 1, bytes([0xFF, 0xFE])),
+}
+
 def write(target, name, data):
     d = os.path.join(HERE, target)
     os.makedirs(d, exist_ok=True)
@@ -80,6 +103,8 @@ def write(target, name, data):
 
 def dumps(v): return json.dumps(v, separators=(",", ":"), ensure_ascii=False).encode()
 
+for name, data in websocket.items():
+    write("websocket", name, data)
 for name, data in decoder.items():
     write("decoder", name, data)
 for name, (sel, arg) in envelope.items():
