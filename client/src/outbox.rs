@@ -163,6 +163,11 @@ pub(crate) fn outbox(
 }
 
 impl Outbox {
+    /// The client's counters.
+    pub(crate) fn stats(&self) -> &crate::stats::Stats {
+        &self.socket.stats
+    }
+
     /// The server's `maxPayload`.
     pub(crate) fn max_payload(&self) -> usize {
         self.max_payload
@@ -213,6 +218,7 @@ impl Outbox {
                 self.queue.room.wait_until(&mut staged, deadline);
             }
             frames.append_to(&mut staged.bytes);
+            self.socket.stats.frames_out(1 + frames.attachments.len());
             if matches!(flush, Flush::Lazy) && std::mem::take(&mut staged.io_asleep_uncapped) {
                 // It chose Lazy on a count the I/O thread has drained since.
                 drop(staged);
@@ -262,6 +268,7 @@ impl Outbox {
                 // Someone else wrote ours with theirs.
                 Ok(())
             } else {
+                self.socket.stats.bytes_out(staged.bytes.len());
                 let written = wire.stream.write(&staged.bytes).map(drop);
                 staged.bytes.clear();
                 written
@@ -306,19 +313,20 @@ impl OutboxReceiver {
     }
 
     /// Moves everything waiting into `stream` (which takes it all, writing
-    /// what the socket accepts now). Later sends wake the thread again.
-    pub(crate) fn drain_into(&mut self, stream: &mut Stream) -> std::io::Result<()> {
+    /// what the socket accepts now); returns how many bytes. Later sends
+    /// wake the thread again.
+    pub(crate) fn drain_into(&mut self, stream: &mut Stream) -> std::io::Result<usize> {
         self.queue.armed.store(false, Ordering::SeqCst);
         {
             let mut staged = self.queue.staged.lock();
             staged.io_asleep_uncapped = false;
             if staged.bytes.is_empty() {
-                return Ok(());
+                return Ok(0);
             }
             std::mem::swap(&mut staged.bytes, &mut self.spare);
         }
         self.queue.room.notify_all();
-        let written = stream.write(&self.spare).map(drop);
+        let written = stream.write(&self.spare).map(|_| self.spare.len());
         self.spare.clear();
         if self.spare.capacity() > KEEP_CAPACITY {
             self.spare = Vec::new();

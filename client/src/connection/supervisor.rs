@@ -153,6 +153,7 @@ impl Supervisor {
                     decoder,
                     registry,
                     &opts.socket.namespace,
+                    shared.link.stats.clone(),
                 )
             })
             .map_err(|e| DaemonClientError::connection(format!("socket registration: {e}")))?;
@@ -207,6 +208,7 @@ impl Supervisor {
             opts.socket.namespace
         );
         shared.link.attach(outbox, &opts.socket.namespace);
+        shared.link.stats.registered(self.ctx.first.is_none());
         if let Some(first) = self.ctx.first.take() {
             let _ = first.send(Ok(()));
         }

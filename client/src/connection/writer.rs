@@ -42,6 +42,8 @@ impl Io {
             attachments: &[],
         }
         .append_to(&mut bytes);
+        self.socket.stats.frames_out(1);
+        self.socket.stats.bytes_out(bytes.len());
         self.socket
             .wire
             .lock()
@@ -67,14 +69,17 @@ impl Io {
         for out in self.replies.drain(..) {
             log::trace!("> {}", out.text);
             Frames::from(&out).append_to(&mut self.reply_bytes);
+            self.socket.stats.frames_out(1 + out.attachments.len());
         }
         if !self.reply_bytes.is_empty() {
+            self.socket.stats.bytes_out(self.reply_bytes.len());
             let written = wire.stream.write(&self.reply_bytes);
             self.reply_bytes.clear();
             written.map_err(lost)?;
         }
         if let Some(rx) = out_rx.filter(|_| !self.socket.is_blocked()) {
-            rx.drain_into(&mut wire.stream).map_err(lost)?;
+            let drained = rx.drain_into(&mut wire.stream).map_err(lost)?;
+            self.socket.stats.bytes_out(drained);
         }
         self.socket.flush(wire).map_err(lost)
     }
@@ -100,6 +105,8 @@ impl Io {
             .append_to(&mut bytes);
         }
         append_close(&mut bytes, Some(rand::random()));
+        socket.stats.frames_out(1 + usize::from(registered));
+        socket.stats.bytes_out(bytes.len());
         let _ = wire.stream.write(&bytes);
         let until = Instant::now() + Duration::from_millis(200);
         // Through the shared flush: a blocked socket is polled for writability.
