@@ -160,9 +160,10 @@ impl Stats {
         if !answered {
             return;
         }
-        if let Some(sent) = deadline.checked_sub(timeout) {
-            self.latency.0.record(nanos(sent.elapsed()));
-        }
+        // now - (deadline - timeout), with one clock read and one subtraction
+        // of instants.
+        let left = deadline.saturating_duration_since(Instant::now());
+        self.latency.0.record(nanos(timeout.saturating_sub(left)));
     }
 
     /// A reply to a reverse command was queued with `status`.
