@@ -13,9 +13,9 @@ use crossbeam_channel::{Receiver, Sender, TrySendError};
 use parking_lot::RwLock;
 use serde_json::{Map, Value};
 
+use crate::connection::{Outbox, OutboxError};
 use crate::error::{DaemonClientError, DaemonClientErrorCode};
 use crate::events::EventSink;
-use crate::outbox::{Outbox, OutboxError};
 use crate::protocol::envelope::{
     ErrorBody, ReplyBody, ReverseCommand, ReverseResponse, ReverseStream, ReverseStreamEnd,
     VoltEvent,

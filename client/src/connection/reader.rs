@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use super::session::{Flow, Io, BATCH};
 use super::socket::Wire;
-use super::state::{Action, End, Phase};
+use super::state::{Action, End};
 use crate::error::DaemonClientError;
 use crate::events::ClientEvent;
 use crate::protocol::envelope::{
@@ -91,7 +91,7 @@ impl Io {
     fn on_text(&mut self, text: &str, decoder: &mut Decoder) -> Flow {
         if let Some(json) = decoder
             .event_json(text, self.state.namespace())
-            .filter(|_| self.state.phase() == Phase::Serving)
+            .filter(|_| self.state.is_serving())
         {
             if let Some(response) = scan_command_response(json) {
                 self.to_wake.extend(self.link.complete_scanned(response));
@@ -148,8 +148,7 @@ impl Io {
                     attachments: Vec::new(),
                 });
             }
-            Action::Registered => return Flow::Registered,
-            Action::Rejected(e) => return Flow::Rejected(e),
+            Action::Settled => return Flow::Settled,
             Action::End(end) => return Flow::End(end),
             Action::Complete(r) => self.to_wake.extend(self.link.complete(r)),
             Action::Dispatch(command) => {
