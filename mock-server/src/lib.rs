@@ -30,6 +30,7 @@
 #![cfg(unix)]
 
 mod admission;
+pub mod cli;
 mod config;
 mod conn;
 mod event_loop;
