@@ -28,7 +28,6 @@ fn client_via(proxy: &FaultProxy, server: &MockServer) -> ClusterDaemonClient {
 }
 
 #[test]
-#[ignore = "client bug: tungstenite's handshake AttackCheck rejects a 101 response read in 1-byte pieces (WebSocket upgrade failed: Attack attempt detected)"]
 fn one_byte_slices_both_ways_carry_registration_commands_and_reverse_commands() {
     let _serial = serial();
     let server = MockServer::start();
