@@ -218,9 +218,11 @@ impl Conn {
                 let cost = Duration::from_secs_f64(piece as f64 / rate.max(1) as f64);
                 *next_at = (*next_at).max(Instant::now()) + cost;
             }
+            // Counted before the write: once the peer has the bytes, so do
+            // the stats (a test may read them as soon as the server replied).
+            self.shared.counters.bytes[dir].fetch_add(piece as u64, Ordering::SeqCst);
             self.write_all(&mut dst, &data[sent..sent + piece])?;
             sent += piece;
-            self.shared.counters.bytes[dir].fetch_add(piece as u64, Ordering::SeqCst);
             if let Some((_, delay)) = f.slice.filter(|(_, d)| !d.is_zero()) {
                 let until = Some(Instant::now() + delay);
                 if !self.shared.wait(until, || self.is_ended(), |_| false) {
