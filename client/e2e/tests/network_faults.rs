@@ -7,7 +7,7 @@ mod reliability_support;
 
 use std::time::{Duration, Instant};
 
-use network_support::{client_via, Rig, LONG};
+use network_support::{client_via, self_signed_for_loopback, Rig, LONG};
 use reliability_support::{record, serial, Ev};
 use serde_json::json;
 use volt_daemon_client::{DaemonClientErrorCode as Code, PendingCommand};
@@ -49,6 +49,19 @@ fn one_byte_slices_both_ways_carry_registration_commands_and_reverse_commands() 
     let rig = Rig::connect(MockServer::start(), |proxy| {
         proxy.slice(Toward::Both, 1, Duration::ZERO)
     });
+    assert_registration_commands_and_reverse_commands_flow(rig);
+}
+
+#[test]
+fn one_byte_slices_both_ways_carry_a_wss_connection_from_the_tls_handshake_on() {
+    let _serial = serial();
+    let (cert, key) = self_signed_for_loopback();
+    let rig = Rig::connect_with(
+        MockServer::builder().tls(&cert, &key).start(),
+        |proxy| proxy.slice(Toward::Both, 1, Duration::ZERO),
+        |o| o.control_socket_url = o.control_socket_url.replace("http://", "wss://"),
+    );
+    assert!(rig.server.url().starts_with("https://"));
     assert_registration_commands_and_reverse_commands_flow(rig);
 }
 

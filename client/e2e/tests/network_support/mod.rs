@@ -136,3 +136,30 @@ pub fn echo_worker(client: &ClusterDaemonClient, t: u64, total: u64, outcomes: &
         }
     }
 }
+
+/// A self-signed certificate for `127.0.0.1` (its own root), made at run
+/// time: (certificate PEM, PKCS #8 key PEM), for `MockServerBuilder::tls`.
+pub fn self_signed_for_loopback() -> (Vec<u8>, Vec<u8>) {
+    use openssl::{asn1::Asn1Time, hash::MessageDigest, pkey::PKey, rsa::Rsa, x509};
+    let key = PKey::from_rsa(Rsa::generate(2048).unwrap()).unwrap();
+    let mut name = x509::X509Name::builder().unwrap();
+    name.append_entry_by_text("CN", "127.0.0.1").unwrap();
+    let name = name.build();
+    let mut cert = x509::X509::builder().unwrap();
+    cert.set_version(2).unwrap();
+    cert.set_subject_name(&name).unwrap();
+    cert.set_issuer_name(&name).unwrap();
+    cert.set_pubkey(&key).unwrap();
+    cert.set_not_before(&Asn1Time::days_from_now(0).unwrap())
+        .unwrap();
+    cert.set_not_after(&Asn1Time::days_from_now(1).unwrap())
+        .unwrap();
+    let san = x509::extension::SubjectAlternativeName::new()
+        .ip("127.0.0.1")
+        .build(&cert.x509v3_context(None, None))
+        .unwrap();
+    cert.append_extension(san).unwrap();
+    cert.sign(&key, MessageDigest::sha256()).unwrap();
+    let pem = cert.build().to_pem().unwrap();
+    (pem, key.private_key_to_pem_pkcs8().unwrap())
+}
