@@ -9,12 +9,12 @@ use mio::Waker;
 use parking_lot::{Mutex, RwLock};
 use serde_json::Value;
 
+use crate::connection::OutboxError;
 use crate::connection::{self, ConnContext};
 use crate::enrollment;
 use crate::error::{DaemonClientError, DaemonClientErrorCode};
 use crate::events::{self, Callbacks, ClientEvent, EventSink, EventThread};
 use crate::options::ClusterDaemonClientOptions;
-use crate::outbox::OutboxError;
 use crate::pending::{Link, PendingCommand};
 use crate::protocol::envelope::VoltEvent;
 use crate::protocol::message::TeamClusterDaemonMessage;

@@ -41,7 +41,6 @@ mod events;
 mod heartbeat;
 mod http;
 mod options;
-mod outbox;
 mod pending;
 mod reverse_channel;
 mod slot;

@@ -14,8 +14,8 @@ use parking_lot::Mutex;
 use serde_json::value::RawValue;
 use serde_json::Value;
 
+use crate::connection::{Flush, Frames, Outbox, OutboxError};
 use crate::error::{DaemonClientError, DaemonClientErrorCode};
-use crate::outbox::{Flush, Frames, Outbox, OutboxError};
 use crate::protocol::envelope::{
     encode_command_into, scan_command_response, CommandResponse, CommandResponseRef, ErrorBody,
     ScannedResponse,
@@ -251,7 +251,7 @@ impl Link {
             (conn, s.pending.len())
         };
         // A reply that is there as soon as the command is written (a server
-        // on the same core) is taken on this thread (wire.rs).
+        // on the same core) is taken on this thread (connection/socket.rs).
         let mut take_reply = |json: &str| {
             let Some(response) = scan_command_response(json) else {
                 return false;

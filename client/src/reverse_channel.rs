@@ -13,9 +13,9 @@ use crossbeam_channel::{Receiver, Sender, TrySendError};
 use parking_lot::RwLock;
 use serde_json::{Map, Value};
 
+use crate::connection::{Outbox, OutboxError};
 use crate::error::{DaemonClientError, DaemonClientErrorCode};
 use crate::events::EventSink;
-use crate::outbox::{Outbox, OutboxError};
 use crate::protocol::envelope::{
     ErrorBody, ReplyBody, ReverseCommand, ReverseResponse, ReverseStream, ReverseStreamEnd,
     VoltEvent,
@@ -305,10 +305,12 @@ fn run_job(job: Job, handlers: &Handlers, events: &EventSink, reply_timeout: Dur
         namespace,
     } = job;
     let send = |event: VoltEvent| -> Result<(), OutboxError> {
+        // Counted before the server can see it; taken back if not sent.
         let status = crate::stats::reply_status(&event);
+        status.inspect(|&s| outbox.stats().reverse_replied(s, 1));
         let sent = outbox.send(&event.encode(&namespace), Instant::now() + reply_timeout);
-        if let (Some(status), Ok(())) = (status, &sent) {
-            outbox.stats().reverse_replied(status);
+        if let (Some(s), Err(_)) = (status, &sent) {
+            outbox.stats().reverse_replied(s, -1);
         }
         sent
     };

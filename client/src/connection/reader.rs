@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use super::session::{Flow, Io, BATCH};
 use super::socket::Wire;
-use super::state::{Action, End, Phase};
+use super::state::{Action, End};
 use crate::error::DaemonClientError;
 use crate::events::ClientEvent;
 use crate::protocol::envelope::{
@@ -96,7 +96,7 @@ impl Io {
     fn on_text(&mut self, text: &str, decoder: &mut Decoder) -> Flow {
         if let Some(json) = decoder
             .event_json(text, self.state.namespace())
-            .filter(|_| self.state.phase() == Phase::Serving)
+            .filter(|_| self.state.is_serving())
         {
             if let Some(response) = scan_command_response(json) {
                 self.to_wake.extend(self.link.complete_scanned(response));
@@ -153,8 +153,7 @@ impl Io {
                     attachments: Vec::new(),
                 });
             }
-            Action::Registered => return Flow::Registered,
-            Action::Rejected(e) => return Flow::Rejected(e),
+            Action::Settled => return Flow::Settled,
             Action::End(end) => return Flow::End(end),
             Action::Complete(r) => self.to_wake.extend(self.link.complete(r)),
             Action::Dispatch(command) => {
@@ -169,7 +168,7 @@ impl Io {
                         job.command.command
                     );
                     let reply = self.state.busy_reply(&job.command);
-                    self.link.stats.reverse_replied(503);
+                    self.link.stats.reverse_replied(503, 1);
                     self.replies.push(reply);
                 }
             }

@@ -9,15 +9,15 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::Sender;
 use mio::{Poll, Waker};
 
-use super::session::{Io, Outcome};
+use super::session::{Io, Registration};
 use super::socket::SharedSocket;
 use super::state::{End, State};
 use super::transport::{self, Reactor, Target, WAKER};
+use super::writer::{outbox, Outbox, OutboxReceiver};
 use crate::backoff::Backoff;
 use crate::error::{DaemonClientError, DaemonClientErrorCode};
 use crate::events::{ClientEvent, EventSink};
 use crate::heartbeat::Heartbeat;
-use crate::outbox::{outbox, Outbox, OutboxReceiver};
 use crate::protocol::{Decoder, Limits};
 use crate::reverse_channel::JobSender;
 use crate::worker::Worker;
@@ -169,9 +169,9 @@ impl Supervisor {
             jobs: self.ctx.jobs.clone(),
             outbox: outbox.clone(),
             link: shared.link.clone(),
-            state: State::new(&opts.socket.namespace),
+            state: State::new(&opts.socket.namespace, deadline),
         };
-        let result = self.register_and_serve(&mut io, &mut out_rx, outbox, deadline);
+        let result = self.register_and_serve(&mut io, &mut out_rx, outbox);
         io.socket.deregister();
         result
     }
@@ -181,21 +181,20 @@ impl Supervisor {
         io: &mut Io,
         out_rx: &mut OutboxReceiver,
         outbox: Outbox,
-        deadline: Instant,
     ) -> Result<(End, bool), DaemonClientError> {
         let shared = self.ctx.shared.clone();
         let opts = &shared.options;
         io.send_connect(&shared)?;
-        match io.run(&mut self.reactor, None, Some(deadline)) {
-            Outcome::Registered => {}
-            Outcome::Rejected(e) => return Err(e),
-            Outcome::End(End::Stopped) => {
+        match io.register(&mut self.reactor) {
+            Registration::Accepted => {}
+            Registration::Refused(e) => return Err(e),
+            Registration::Ended(End::Stopped) => {
                 io.close_gracefully(&mut self.reactor, false);
                 return Err(DaemonClientError::connection(
                     "registration interrupted by disconnect()",
                 ));
             }
-            Outcome::End(end) => {
+            Registration::Ended(end) => {
                 return Err(DaemonClientError::connection(format!(
                     "connection lost during registration ({})",
                     end.reason()
@@ -226,12 +225,7 @@ impl Supervisor {
             )))
         })
         .ok();
-        let end = match io.run(&mut self.reactor, Some(out_rx), None) {
-            Outcome::End(end) => end,
-            // The state machine accepts or refuses only while registering,
-            // and serving has no registration deadline.
-            Outcome::Registered | Outcome::Rejected(_) => End::Lost("protocol error"),
-        };
+        let end = io.serve(&mut self.reactor, out_rx);
         shared
             .link
             .detach(&format!("connection lost ({})", end.reason()));

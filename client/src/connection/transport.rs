@@ -12,6 +12,7 @@ use mio::{Events, Interest, Poll, Token};
 use tungstenite::handshake::HandshakeError;
 use tungstenite::protocol::WebSocketConfig;
 
+use super::head::HeadGather;
 use crate::error::DaemonClientError;
 use crate::options::{SocketOptions, TlsOptions};
 use crate::protocol::engine::{EnginePacket, Handshake};
@@ -45,6 +46,8 @@ pub(crate) struct Stream {
     /// response head, and those bytes are the first frames, which
     /// `FrameReader` reads from here on.
     recorded: Option<Vec<u8>>,
+    /// The response head, gathered whole before tungstenite reads it.
+    head: HeadGather,
 }
 
 enum RawStream {
@@ -63,6 +66,7 @@ impl Stream {
             out_pos: 0,
             buffered: false,
             recorded: Some(Vec::new()),
+            head: HeadGather::default(),
         }
     }
 
@@ -90,7 +94,8 @@ impl Stream {
     /// read past the HTTP response head are returned (the first frames).
     fn end_handshake(&mut self) -> Vec<u8> {
         self.buffered = true;
-        let recorded = self.recorded.take().unwrap_or_default();
+        let mut recorded = self.recorded.take().unwrap_or_default();
+        recorded.extend(self.head.take_rest());
         match recorded.windows(4).position(|w| w == b"\r\n\r\n") {
             Some(end) => recorded[end + 4..].to_vec(),
             None => Vec::new(),
@@ -158,9 +163,14 @@ impl Stream {
 
 impl Read for Stream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = match &mut self.io {
+        let raw = |io: &mut RawStream, buf: &mut [u8]| match io {
             RawStream::Plain(s) => s.read(buf),
             RawStream::Tls(s) => s.read(buf),
+        };
+        let n = if self.recorded.is_some() {
+            self.head.read(|b| raw(&mut self.io, b), buf)
+        } else {
+            raw(&mut self.io, buf)
         }?;
         if let Some(recorded) = &mut self.recorded {
             recorded.extend_from_slice(&buf[..n]);
