@@ -100,8 +100,10 @@ fn add(counter: &AtomicU64, n: u64) {
     counter.fetch_add(n, Relaxed);
 }
 
+/// Saturating, in u64 arithmetic (no u128 on the command path).
 fn nanos(d: Duration) -> u64 {
-    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+    let secs = d.as_secs().saturating_mul(1_000_000_000);
+    secs.saturating_add(u64::from(d.subsec_nanos()))
 }
 
 impl Stats {
