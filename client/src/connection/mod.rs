@@ -9,6 +9,7 @@
 //! outbox's waker, reads until the socket would block, then drains the
 //! outbox in one batch and flushes once.
 
+mod failover;
 mod reader;
 mod session;
 mod socket;
