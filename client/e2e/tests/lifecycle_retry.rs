@@ -38,6 +38,21 @@ fn start_on(addr: SocketAddr) -> MockServer {
     MockServer::builder().listen(addr).start()
 }
 
+/// Runs `client.connect()` on a thread; its result arrives on the receiver.
+type Connecting = (
+    std::thread::JoinHandle<()>,
+    crossbeam_channel::Receiver<Result<(), volt_daemon_client::DaemonClientError>>,
+);
+
+fn connect_on_a_thread(client: &ClusterDaemonClient) -> Connecting {
+    let (tx, done) = crossbeam_channel::bounded(1);
+    let c = client.clone();
+    (
+        std::thread::spawn(move || tx.send(c.connect()).unwrap()),
+        done,
+    )
+}
+
 fn connection_errors(rec: &Recorder) -> usize {
     rec.log()
         .iter()
@@ -51,9 +66,7 @@ fn a_retrying_connect_waits_for_a_server_that_starts_later() {
     let addr = free_addr();
     let client = ClusterDaemonClient::new(options_for(addr)).unwrap();
     let rec = Recorder::attach(&client);
-    let (tx, done) = crossbeam_channel::bounded(1);
-    let c = client.clone();
-    let t = std::thread::spawn(move || tx.send(c.connect()).unwrap());
+    let (t, done) = connect_on_a_thread(&client);
     // Each failed attempt goes to on_error; connect() is still waiting.
     rec.expect("a failed attempt", |cb| {
         cb.is_error(Code::SocketConnectionFailed)
@@ -203,9 +216,7 @@ fn disconnect_from_another_thread_ends_a_retrying_connect() {
     fail_on_unexpected_panics();
     let client = ClusterDaemonClient::new(options_for(free_addr())).unwrap();
     let rec = Recorder::attach(&client);
-    let (tx, done) = crossbeam_channel::bounded(1);
-    let c = client.clone();
-    let t = std::thread::spawn(move || tx.send(c.connect()).unwrap());
+    let (t, done) = connect_on_a_thread(&client);
     rec.expect("a failed attempt", |cb| {
         cb.is_error(Code::SocketConnectionFailed)
     });
