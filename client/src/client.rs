@@ -11,6 +11,7 @@ use serde_json::Value;
 
 use crate::connection::{self, ConnContext};
 use crate::connection_state::{ConnectionState, StateCell};
+use crate::drain::{draining_error, DrainGate};
 use crate::error::{DaemonClientError, DaemonClientErrorCode};
 use crate::events::{self, Callbacks, ClientEvent, EventSink, EventThread};
 use crate::options::ClusterDaemonClientOptions;
@@ -37,6 +38,8 @@ pub(crate) struct Shared {
     /// Dropped once `on_password_rotated` ran for the last rotation: the
     /// next registration waits for it before asking a password provider.
     pub(crate) rotation_ack: Mutex<Option<crossbeam_channel::Receiver<()>>>,
+    /// Handler jobs in flight, and the refusals of a drain.
+    pub(crate) drain: Arc<DrainGate>,
 }
 
 /// The threads of one connect() .. disconnect() span.
@@ -127,6 +130,7 @@ impl ClusterDaemonClient {
                     generation: AtomicU64::new(0),
                     state: StateCell::default(),
                     rotation_ack: Mutex::new(None),
+                    drain: Arc::default(),
                 }),
             }),
         })
@@ -267,6 +271,9 @@ impl ClusterDaemonClient {
         payload: Option<Value>,
         timeout: Duration,
     ) -> Result<PendingCommand, DaemonClientError> {
+        if self.shared().drain.is_draining() {
+            return Err(draining_error());
+        }
         self.shared().link.start_pending(command, payload, timeout)
     }
 
@@ -312,6 +319,9 @@ impl ClusterDaemonClient {
     /// assert_eq!(client.emit(&msg).unwrap_err().code(), DaemonClientErrorCode::EmitFailed);
     /// ```
     pub fn emit(&self, message: &TeamClusterDaemonMessage) -> Result<(), DaemonClientError> {
+        if self.shared().drain.is_draining() {
+            return Err(draining_error());
+        }
         let emit_failed =
             |why: &str| DaemonClientError::new(DaemonClientErrorCode::EmitFailed, why);
         let Some((outbox, namespace)) = self.shared().link.outbox() else {
@@ -373,6 +383,7 @@ impl Shared {
             self.handlers.clone(),
             sink.clone(),
             self.options.command_timeout,
+            self.drain.clone(),
         )
         .map_err(spawn_failed)?;
         Ok(Runtime {

@@ -37,6 +37,7 @@ mod client;
 mod connection;
 mod connection_state;
 mod credentials;
+mod drain;
 mod enrollment;
 mod error;
 mod events;
@@ -57,6 +58,7 @@ pub use backoff::Backoff;
 pub use client::ClusterDaemonClient;
 pub(crate) use client::Shared;
 pub use connection_state::{ConnectionState, StateChange};
+pub use drain::DrainReport;
 pub use error::{DaemonClientError, DaemonClientErrorCode};
 pub use heartbeat::HEARTBEAT_COMMAND;
 pub use options::{
