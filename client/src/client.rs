@@ -244,7 +244,8 @@ impl ClusterDaemonClient {
     }
 
     /// Sends a command now; [`PendingCommand::wait`] gives its outcome.
-    /// `SOCKET_NOT_READY` at once when not ready.
+    /// `SOCKET_NOT_READY` at once when not ready, or while
+    /// [`drain`](Self::drain) runs ("draining").
     ///
     /// ```
     /// # use volt_daemon_client::*;
@@ -305,7 +306,8 @@ impl ClusterDaemonClient {
     }
 
     /// Sends a fire-and-forget message. `EMIT_FAILED` when not ready or when
-    /// it cannot be queued; `PAYLOAD_TOO_LARGE` over the server's `maxPayload`.
+    /// it cannot be queued; `PAYLOAD_TOO_LARGE` over the server's `maxPayload`;
+    /// `SOCKET_NOT_READY` ("draining") while [`drain`](Self::drain) runs.
     ///
     /// ```
     /// # use volt_daemon_client::*;
