@@ -33,11 +33,15 @@ impl Io {
             let flow = match reader.next_message() {
                 Ok(Some(message)) => {
                     handled += 1;
+                    self.link.stats.frame_in();
                     self.on_message(message, decoder)
                 }
                 Ok(None) => match reader.fill(stream) {
                     Ok(0) => Flow::End(End::Lost("transport close")),
-                    Ok(_) => continue,
+                    Ok(n) => {
+                        self.link.stats.bytes_in(n);
+                        continue;
+                    }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                         return (Flow::Continue, false)
                     }
@@ -81,6 +85,7 @@ impl Io {
             }
             Message::Ping(payload) => {
                 append_pong(&mut self.reply_bytes, payload, Some(rand::random()));
+                self.link.stats.frames_out(1);
                 Flow::Continue
             }
             Message::Pong => Flow::Continue,
@@ -163,10 +168,14 @@ impl Io {
                         job.command.command
                     );
                     let reply = self.state.busy_reply(&job.command);
+                    self.link.stats.reverse_replied(503);
                     self.replies.push(reply);
                 }
             }
-            Action::Message(m) => self.events.post(ClientEvent::Message(m)),
+            Action::Message(m) => {
+                self.link.stats.message_in();
+                self.events.post(ClientEvent::Message(m));
+            }
             Action::Report(e) => self.events.error(e),
         }
         Flow::Continue

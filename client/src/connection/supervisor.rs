@@ -258,6 +258,7 @@ impl Supervisor {
                     decoder,
                     registry,
                     &opts.socket.namespace,
+                    shared.link.stats.clone(),
                 )
             })
             .map_err(|e| DaemonClientError::connection(format!("socket registration: {e}")))?;
@@ -317,6 +318,7 @@ impl Supervisor {
             url: url.to_owned(),
         };
         self.set_state(ready, "registered");
+        shared.link.stats.registered(self.ctx.first.is_none());
         if let Some(first) = self.ctx.first.take() {
             let _ = first.send(Ok(()));
         }

@@ -180,6 +180,11 @@ pub(crate) fn outbox(
 }
 
 impl Outbox {
+    /// The client's counters.
+    pub(crate) fn stats(&self) -> &crate::stats::Stats {
+        &self.socket.stats
+    }
+
     /// The server's `maxPayload`.
     pub(crate) fn max_payload(&self) -> usize {
         self.max_payload
@@ -230,6 +235,7 @@ impl Outbox {
                 self.queue.room.wait_until(&mut staged, deadline);
             }
             frames.append_to(&mut staged.bytes);
+            self.socket.stats.frames_out(1 + frames.attachments.len());
             if matches!(flush, Flush::Lazy) && std::mem::take(&mut staged.io_asleep_uncapped) {
                 // It chose Lazy on a count the I/O thread has drained since.
                 drop(staged);
@@ -279,6 +285,7 @@ impl Outbox {
                 // Someone else wrote ours with theirs.
                 Ok(())
             } else {
+                self.socket.stats.bytes_out(staged.bytes.len());
                 let written = wire.stream.write(&staged.bytes).map(drop);
                 staged.bytes.clear();
                 written
@@ -323,19 +330,20 @@ impl OutboxReceiver {
     }
 
     /// Moves everything waiting into `stream` (which takes it all, writing
-    /// what the socket accepts now). Later sends wake the thread again.
-    pub(crate) fn drain_into(&mut self, stream: &mut Stream) -> std::io::Result<()> {
+    /// what the socket accepts now); returns how many bytes. Later sends
+    /// wake the thread again.
+    pub(crate) fn drain_into(&mut self, stream: &mut Stream) -> std::io::Result<usize> {
         self.queue.armed.store(false, Ordering::SeqCst);
         {
             let mut staged = self.queue.staged.lock();
             staged.io_asleep_uncapped = false;
             if staged.bytes.is_empty() {
-                return Ok(());
+                return Ok(0);
             }
             std::mem::swap(&mut staged.bytes, &mut self.spare);
         }
         self.queue.room.notify_all();
-        let written = stream.write(&self.spare).map(drop);
+        let written = stream.write(&self.spare).map(|_| self.spare.len());
         self.spare.clear();
         if self.spare.capacity() > KEEP_CAPACITY {
             self.spare = Vec::new();
@@ -383,6 +391,8 @@ impl Io {
             attachments: &[],
         }
         .append_to(&mut bytes);
+        self.socket.stats.frames_out(1);
+        self.socket.stats.bytes_out(bytes.len());
         self.socket
             .wire
             .lock()
@@ -408,14 +418,17 @@ impl Io {
         for out in self.replies.drain(..) {
             log::trace!("> {}", out.text);
             Frames::from(&out).append_to(&mut self.reply_bytes);
+            self.socket.stats.frames_out(1 + out.attachments.len());
         }
         if !self.reply_bytes.is_empty() {
+            self.socket.stats.bytes_out(self.reply_bytes.len());
             let written = wire.stream.write(&self.reply_bytes);
             self.reply_bytes.clear();
             written.map_err(lost)?;
         }
         if let Some(rx) = out_rx.filter(|_| !self.socket.is_blocked()) {
-            rx.drain_into(&mut wire.stream).map_err(lost)?;
+            let drained = rx.drain_into(&mut wire.stream).map_err(lost)?;
+            self.socket.stats.bytes_out(drained);
         }
         self.socket.flush(wire).map_err(lost)
     }
@@ -441,6 +454,8 @@ impl Io {
             .append_to(&mut bytes);
         }
         append_close(&mut bytes, Some(rand::random()));
+        socket.stats.frames_out(1 + usize::from(registered));
+        socket.stats.bytes_out(bytes.len());
         let _ = wire.stream.write(&bytes);
         let until = Instant::now() + Duration::from_millis(200);
         // Through the shared flush: a blocked socket is polled for writability.
