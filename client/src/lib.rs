@@ -43,6 +43,7 @@ mod http;
 mod options;
 mod outbox;
 mod pending;
+mod proxy;
 mod reverse_channel;
 mod slot;
 mod tls;
@@ -60,6 +61,7 @@ pub use options::{
     HeartbeatOptions, PayloadFactory, SocketOptions, TlsOptions,
 };
 pub use pending::PendingCommand;
+pub use proxy::{ProxyCredentials, ProxyOptions};
 pub use volt_protocol::message::{TeamClusterDaemonMessage, TunnelStatus};
 // The codec lives in its own crate; inside the client it reads as a module.
 pub use reverse_channel::{CommandContext, CommandResult, HandlerError, ReverseChannelHandler};

@@ -11,6 +11,7 @@ use serde_json::Value;
 use crate::connection::Target;
 use crate::enrollment;
 use crate::error::{DaemonClientError, DaemonClientErrorCode};
+use crate::proxy::ProxyOptions;
 
 /// `with_*` builders that set one field each.
 macro_rules! builders {
@@ -100,6 +101,8 @@ pub struct EnrollmentOptions {
     pub enabled: Option<bool>,
     /// Bound on the whole exchange (10 s).
     pub timeout: Duration,
+    /// The proxy for enrollment; `None` takes `SocketOptions::proxy`.
+    pub proxy: Option<ProxyOptions>,
 }
 
 impl EnrollmentOptions {
@@ -109,6 +112,7 @@ impl EnrollmentOptions {
             url: url.into(),
             enabled: None,
             timeout: Duration::from_secs(10),
+            proxy: None,
         }
     }
 
@@ -117,6 +121,8 @@ impl EnrollmentOptions {
         with_enabled: enabled: Option<bool>;
         /// Sets the bound on the whole exchange.
         with_timeout: timeout: Duration;
+        /// Sets the proxy for enrollment (`None`: the socket's).
+        with_proxy: proxy: Option<ProxyOptions>;
     }
 }
 
@@ -251,6 +257,9 @@ pub struct SocketOptions {
     pub tls: TlsOptions,
     /// Seed for reproducible jitter and backoff (tests).
     pub rng_seed: Option<u64>,
+    /// The HTTP proxy (for enrollment too, unless it has its own); by
+    /// default the environment's (`HTTPS_PROXY`, `NO_PROXY`, ...), if any.
+    pub proxy: ProxyOptions,
 }
 
 impl Default for SocketOptions {
@@ -267,6 +276,7 @@ impl Default for SocketOptions {
             max_incoming_frame_bytes: 16 * 1024 * 1024,
             tls: TlsOptions::default(),
             rng_seed: None,
+            proxy: ProxyOptions::default(),
         }
     }
 }
@@ -295,6 +305,8 @@ impl SocketOptions {
         with_tls: tls: TlsOptions;
         /// Sets the seed for reproducible jitter and backoff.
         with_rng_seed: rng_seed: Option<u64>;
+        /// Sets the HTTP proxy.
+        with_proxy: proxy: ProxyOptions;
     }
 }
 
@@ -423,6 +435,9 @@ impl ClusterDaemonClientOptions {
         if self.handlers.threads == 0 {
             return Err(socket("handlers.threads must be at least 1"));
         }
+        s.proxy
+            .validate()
+            .map_err(|e| socket(&format!("socket.proxy: {e}")))?;
         if let Some(e) = &self.enrollment {
             if e.enabled == Some(true) && self.credentials.enrollment_token.is_none() {
                 return Err(config_error(
@@ -433,6 +448,11 @@ impl ClusterDaemonClientOptions {
             if e.enabled != Some(false) {
                 enrollment::resolve_url(&self.server_url, &e.url)
                     .map_err(|m| config_error(EnrollmentFailed, m))?;
+                if let Some(p) = &e.proxy {
+                    p.validate().map_err(|m| {
+                        config_error(EnrollmentFailed, format!("enrollment.proxy: {m}"))
+                    })?;
+                }
             }
         }
         Ok(())
