@@ -46,6 +46,7 @@ mod http;
 mod lifecycle;
 mod options;
 mod pending;
+mod proxy;
 mod reverse_channel;
 mod slot;
 mod stats;
@@ -67,6 +68,7 @@ pub use options::{
 };
 pub use pending::PendingCommand;
 pub use stats::{ClientStats, LatencyStats, ReverseCommandStats};
+pub use proxy::{ProxyCredentials, ProxyOptions};
 pub use volt_protocol::message::{TeamClusterDaemonMessage, TunnelStatus};
 // The codec lives in its own crate; inside the client it reads as a module.
 pub use reverse_channel::{CommandContext, CommandResult, HandlerError, ReverseChannelHandler};
