@@ -232,5 +232,39 @@ fn the_snapshot_serializes_to_one_json_line() {
     assert_eq!(v["commands_ok"], 1);
     assert_eq!(v["latency"]["count"], 1);
     assert!(v["uptime_ms"].is_u64());
+    assert_eq!(v["url"].as_str(), client.state().url(), "{line}");
+    assert!(v["url"].is_string(), "{line}");
     disconnect(&client);
+    assert_eq!(client.stats().url, None);
+}
+
+#[test]
+fn a_reverse_command_refused_while_draining_counts_as_5xx() {
+    fail_on_unexpected_panics();
+    let server = MockServer::start();
+    let client = client_with(&server, |_| {});
+    let (release_tx, release_rx) = crossbeam_channel::unbounded::<()>();
+    let (started_tx, started_rx) = crossbeam_channel::unbounded();
+    client.register_handler_fn("slow", move |_p, _c| {
+        let _ = started_tx.send(());
+        let _ = release_rx.recv_timeout(WAIT);
+        Ok(CommandResult::empty())
+    });
+    connect(&client);
+    let handle = server.handle();
+    let running = std::thread::spawn(move || handle.dispatch(DEFAULT_CLUSTER, "slow", None, WAIT));
+    recv(&started_rx, "the handler runs", WAIT);
+    let draining = client.clone();
+    let drain = std::thread::spawn(move || draining.drain(WAIT));
+    assert!(wait_until(WAIT, || {
+        server
+            .dispatch(DEFAULT_CLUSTER, "other", json!(null))
+            .status
+            == 503
+    }));
+    release_tx.send(()).unwrap();
+    assert_eq!(running.join().unwrap().unwrap().status, 200);
+    assert!(drain.join().unwrap().is_clean());
+    let r = client.stats().reverse_commands;
+    assert_eq!((r.status_2xx, r.status_5xx), (1, 1));
 }

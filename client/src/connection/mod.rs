@@ -9,6 +9,7 @@
 //! outbox's waker, reads until the socket would block, then drains the
 //! outbox (the writer's) in one batch and flushes once.
 
+mod failover;
 mod head;
 mod reader;
 mod session;

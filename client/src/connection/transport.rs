@@ -320,7 +320,7 @@ pub(crate) fn open(
     socket: &SocketOptions,
     deadline: Instant,
 ) -> Result<Opened, DaemonClientError> {
-    let tcp = connect_tcp(reactor, target, deadline)?;
+    let tcp = connect_routed(reactor, target, socket, deadline)?;
     let stream = Stream::new(if target.tls {
         RawStream::Tls(Box::new(tls_handshake(
             reactor,
@@ -370,14 +370,56 @@ pub(crate) fn open(
     })
 }
 
-fn connect_tcp(
+/// TCP to the server, or to the proxy `socket.proxy` picks for it and
+/// through its CONNECT tunnel (see `crate::proxy`), by `deadline`.
+fn connect_routed(
     reactor: &mut Reactor,
     target: &Target,
+    socket: &SocketOptions,
     deadline: Instant,
 ) -> Result<TcpStream, DaemonClientError> {
-    let addrs: Vec<SocketAddr> = (target.host.as_str(), target.port)
+    let route = crate::proxy::route(
+        &socket.proxy,
+        &crate::proxy::env::process,
+        target.tls,
+        &target.host,
+        target.port,
+    );
+    let Some(proxy) = route.map_err(DaemonClientError::connection)? else {
+        return connect_tcp(reactor, &target.host, target.port, deadline);
+    };
+    let shown = proxy.shown();
+    log::debug!(
+        "connecting to {}:{} through the proxy {shown}",
+        target.host,
+        target.port
+    );
+    let mut tcp = connect_tcp(reactor, &proxy.host, proxy.port, deadline)
+        .map_err(|e| DaemonClientError::connection(format!("proxy {shown}: {}", e.message())))?;
+    let tunnel =
+        crate::proxy::connect::establish(&mut tcp, &proxy, &target.host, target.port, || {
+            reactor.wait(deadline)
+        });
+    tunnel.map_err(|f| match f {
+        crate::proxy::connect::Failed::Wait(i) => {
+            interrupted(&format!("CONNECT tunnel through the proxy {shown}"), i)
+        }
+        crate::proxy::connect::Failed::Io(m, _) | crate::proxy::connect::Failed::Refused(m) => {
+            DaemonClientError::connection(m)
+        }
+    })?;
+    Ok(tcp)
+}
+
+fn connect_tcp(
+    reactor: &mut Reactor,
+    host: &str,
+    port: u16,
+    deadline: Instant,
+) -> Result<TcpStream, DaemonClientError> {
+    let addrs: Vec<SocketAddr> = (host, port)
         .to_socket_addrs()
-        .map_err(|e| failed(&format!("DNS lookup of {}", target.host), e))?
+        .map_err(|e| failed(&format!("DNS lookup of {host}"), e))?
         .collect();
     let mut last = None;
     for addr in addrs {
@@ -386,7 +428,7 @@ fn connect_tcp(
             Err(e) => last = Some(e),
         }
     }
-    Err(last.unwrap_or_else(|| failed("DNS lookup", format!("{} has no address", target.host))))
+    Err(last.unwrap_or_else(|| failed("DNS lookup", format!("{host} has no address"))))
 }
 
 fn connect_one(

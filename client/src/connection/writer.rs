@@ -373,7 +373,7 @@ impl Io {
         let creds = &shared.options.credentials;
         let auth = json!({
             "teamClusterId": creds.team_cluster_id,
-            "daemonPassword": *shared.password.read(),
+            "daemonPassword": shared.registration_password(),
             "installedVersion": creds.installed_version,
             "client": concat!(env!("CARGO_PKG_NAME"), "/", env!("CARGO_PKG_VERSION")),
         });
