@@ -426,9 +426,8 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_pending_command_tells_its_name_request_id_and_timeout() {
-        let server = Server::start(ServerConfig::default().cluster("c", "pw")).unwrap();
+    /// A client connected to `server` as cluster `c`.
+    fn connected(server: &Server) -> ClusterDaemonClient {
         let mut o = ClusterDaemonClientOptions::new(
             server.url(),
             server.url(),
@@ -437,6 +436,13 @@ mod tests {
         o.socket.connect_timeout = WAIT;
         let client = ClusterDaemonClient::new(o).unwrap();
         client.connect().unwrap();
+        client
+    }
+
+    #[test]
+    fn a_pending_command_tells_its_name_request_id_and_timeout() {
+        let server = Server::start(ServerConfig::default().cluster("c", "pw")).unwrap();
+        let client = connected(&server);
         let timeout = Duration::from_secs(3);
         let pending = client
             .start_command_with_timeout("echo", Some(json!(1)), timeout)
@@ -451,14 +457,7 @@ mod tests {
     #[test]
     fn a_lazy_command_appended_after_the_io_thread_fell_asleep_uncapped_is_sent() {
         let server = Server::start(ServerConfig::default().cluster("c", "pw")).unwrap();
-        let mut o = ClusterDaemonClientOptions::new(
-            server.url(),
-            server.url(),
-            DaemonCredentials::new("c", "pw"),
-        );
-        o.socket.connect_timeout = WAIT;
-        let client = ClusterDaemonClient::new(o).unwrap();
-        client.connect().unwrap();
+        let client = connected(&server);
         let link = client.link().clone();
         // Many commands in flight whose replies are still to come.
         let (tx, _rx) = crossbeam_channel::unbounded();
