@@ -17,7 +17,7 @@ use crate::model::ServerEvent;
 /// allocation instead of a parsed payload and two deep copies.
 #[derive(Debug)]
 pub(crate) enum Logged {
-    Event(ServerEvent),
+    Event(Box<ServerEvent>),
     Command {
         conn: u64,
         cluster: Arc<str>,
@@ -29,7 +29,7 @@ pub(crate) enum Logged {
 impl Logged {
     fn event(&self) -> Cow<'_, ServerEvent> {
         match self {
-            Logged::Event(e) => Cow::Borrowed(e),
+            Logged::Event(e) => Cow::Borrowed(&**e),
             Logged::Command {
                 conn,
                 cluster,
