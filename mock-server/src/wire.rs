@@ -7,8 +7,6 @@ use volt_protocol::envelope::{names, CommandRequest, ErrorBody};
 use volt_protocol::json::{write_str as write_json_str, write_value as write_json};
 use volt_protocol::socket::{encode_header, PacketType};
 
-use crate::events::parse_request;
-
 /// The command name of a daemon's heartbeat.
 pub(crate) const HEARTBEAT: &str = "runtime.heartbeat";
 
@@ -74,6 +72,16 @@ fn skip_ws(bytes: &[u8], mut i: usize) -> usize {
         i += 1;
     }
     i
+}
+
+/// A recorded envelope as the request it was decoded from (it was written
+/// from one, so it always parses).
+pub(crate) fn parse_request(json: &str) -> CommandRequest {
+    serde_json::from_str(json).unwrap_or_else(|_| CommandRequest {
+        request_id: String::new(),
+        command: String::new(),
+        payload: None,
+    })
 }
 
 /// A history entry read back: the same value [`command_envelope`] gives
