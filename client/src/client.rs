@@ -9,17 +9,18 @@ use mio::Waker;
 use parking_lot::{Mutex, RwLock};
 use serde_json::Value;
 
+use crate::connection::OutboxError;
 use crate::connection::{self, ConnContext};
 use crate::connection_state::{ConnectionState, StateCell};
 use crate::drain::{draining_error, DrainGate};
 use crate::error::{DaemonClientError, DaemonClientErrorCode};
 use crate::events::{self, Callbacks, ClientEvent, EventSink, EventThread};
 use crate::options::ClusterDaemonClientOptions;
-use crate::outbox::OutboxError;
 use crate::pending::{Link, PendingCommand};
 use crate::protocol::envelope::VoltEvent;
 use crate::protocol::message::TeamClusterDaemonMessage;
 use crate::reverse_channel::{HandlerPool, Handlers};
+use crate::stats::ClientStats;
 use crate::worker::Worker;
 
 /// State shared by the handle and the client's threads.
@@ -331,14 +332,16 @@ impl ClusterDaemonClient {
         };
         let out = VoltEvent::Message(message.clone()).encode(&namespace);
         let deadline = std::time::Instant::now() + self.shared().options.command_timeout;
-        outbox.send(&out, deadline).map_err(|e| match e {
-            OutboxError::TooLarge { size, max } => DaemonClientError::new(
-                DaemonClientErrorCode::PayloadTooLarge,
-                format!("message is {size} bytes; the server accepts {max}"),
-            ),
-            OutboxError::Timeout => emit_failed("the outgoing queue stayed full"),
-            OutboxError::Closed => emit_failed("the connection was lost"),
-        })
+        let sent = outbox.send(&out, deadline);
+        sent.inspect(|()| self.shared().link.stats.message_out())
+            .map_err(|e| match e {
+                OutboxError::TooLarge { size, max } => DaemonClientError::new(
+                    DaemonClientErrorCode::PayloadTooLarge,
+                    format!("message is {size} bytes; the server accepts {max}"),
+                ),
+                OutboxError::Timeout => emit_failed("the outgoing queue stayed full"),
+                OutboxError::Closed => emit_failed("the connection was lost"),
+            })
     }
 
     /// The team cluster id.
@@ -367,6 +370,31 @@ impl ClusterDaemonClient {
         self.shared().password.read().clone()
     }
 
+    /// A snapshot of the client's figures: commands and their outcomes,
+    /// reverse commands by status class, messages, bytes and frames,
+    /// reconnections, queues, and the command round-trip latency. Cheap:
+    /// a few dozen relaxed loads and one short lock of the pending table.
+    ///
+    /// ```
+    /// # use volt_daemon_client::*;
+    /// # let client = ClusterDaemonClient::new(ClusterDaemonClientOptions::new(
+    /// #     "http://127.0.0.1:8080", "ws://127.0.0.1:8080", DaemonCredentials::new("cluster-1", "pw"),
+    /// # )).unwrap();
+    /// let stats = client.stats();
+    /// assert_eq!(stats.commands_in_flight, 0);
+    /// println!("{}", serde_json::to_string(&stats).unwrap()); // one line for the log
+    /// ```
+    pub fn stats(&self) -> ClientStats {
+        let shared = self.shared();
+        let queued = shared
+            .runtime
+            .lock()
+            .as_ref()
+            .map_or(0, |r| r.pool.queued());
+        let link = &shared.link;
+        link.stats.snapshot(link.pending_count(), queued)
+    }
+
     /// Commands awaiting a reply (diagnostics).
     pub fn pending_commands(&self) -> usize {
         self.shared().link.pending_count()
@@ -378,7 +406,8 @@ impl Shared {
         let spawn_failed = |e: std::io::Error| {
             DaemonClientError::connection(format!("spawning a thread failed: {e}"))
         };
-        let (sink, events) = events::spawn(self.callbacks.clone()).map_err(spawn_failed)?;
+        let (sink, events) =
+            events::spawn(self.callbacks.clone(), self.link.stats.clone()).map_err(spawn_failed)?;
         let pool = HandlerPool::spawn(
             self.options.handlers.threads,
             self.options.handlers.queue_capacity,

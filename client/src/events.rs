@@ -10,6 +10,7 @@ use parking_lot::RwLock;
 use crate::connection_state::StateChange;
 use crate::error::DaemonClientError;
 use crate::protocol::message::TeamClusterDaemonMessage;
+use crate::stats::Stats;
 use crate::worker::Worker;
 
 /// Events waiting for the callback thread. When a callback blocks long
@@ -91,6 +92,8 @@ fn guard(f: impl FnOnce()) {
 #[derive(Clone)]
 pub(crate) struct EventSink {
     tx: Sender<ClientEvent>,
+    /// Counts the events dropped.
+    stats: Arc<Stats>,
 }
 
 impl EventSink {
@@ -98,6 +101,7 @@ impl EventSink {
         match self.tx.try_send(event) {
             Ok(()) => {}
             Err(TrySendError::Full(e)) => {
+                self.stats.event_dropped();
                 log::warn!(
                     "callback queue full ({EVENT_QUEUE_CAPACITY}): dropped a {} event",
                     e.kind()
@@ -131,11 +135,14 @@ impl EventThread {
     }
 }
 
-pub(crate) fn spawn(callbacks: Arc<Callbacks>) -> std::io::Result<(EventSink, EventThread)> {
+pub(crate) fn spawn(
+    callbacks: Arc<Callbacks>,
+    stats: Arc<Stats>,
+) -> std::io::Result<(EventSink, EventThread)> {
     let (tx, rx) = crossbeam_channel::bounded(EVENT_QUEUE_CAPACITY);
     let (stop, stop_rx) = crossbeam_channel::bounded::<()>(0);
     let worker = Worker::spawn("volt-events", move || run(rx, stop_rx, &callbacks))?;
-    Ok((EventSink { tx }, EventThread { worker, stop }))
+    Ok((EventSink { tx, stats }, EventThread { worker, stop }))
 }
 
 fn run(rx: Receiver<ClientEvent>, stop: Receiver<()>, callbacks: &Callbacks) {

@@ -45,10 +45,11 @@ mod heartbeat;
 mod http;
 mod lifecycle;
 mod options;
-mod outbox;
 mod pending;
+mod proxy;
 mod reverse_channel;
 mod slot;
+mod stats;
 mod tls;
 
 mod worker;
@@ -66,6 +67,8 @@ pub use options::{
     HeartbeatOptions, PasswordProvider, PayloadFactory, SocketOptions, TlsOptions,
 };
 pub use pending::PendingCommand;
+pub use stats::{ClientStats, LatencyStats, ReverseCommandStats};
+pub use proxy::{ProxyCredentials, ProxyOptions};
 pub use volt_protocol::message::{TeamClusterDaemonMessage, TunnelStatus};
 // The codec lives in its own crate; inside the client it reads as a module.
 pub use reverse_channel::{CommandContext, CommandResult, HandlerError, ReverseChannelHandler};

@@ -11,6 +11,7 @@ use serde_json::Value;
 use crate::connection::Target;
 use crate::enrollment;
 use crate::error::{DaemonClientError, DaemonClientErrorCode};
+use crate::proxy::ProxyOptions;
 
 /// `with_*` builders that set one field each.
 macro_rules! builders {
@@ -141,6 +142,8 @@ pub struct EnrollmentOptions {
     pub enabled: Option<bool>,
     /// Bound on the whole exchange (10 s).
     pub timeout: Duration,
+    /// The proxy for enrollment; `None` takes `SocketOptions::proxy`.
+    pub proxy: Option<ProxyOptions>,
 }
 
 impl EnrollmentOptions {
@@ -150,6 +153,7 @@ impl EnrollmentOptions {
             url: url.into(),
             enabled: None,
             timeout: Duration::from_secs(10),
+            proxy: None,
         }
     }
 
@@ -158,6 +162,8 @@ impl EnrollmentOptions {
         with_enabled: enabled: Option<bool>;
         /// Sets the bound on the whole exchange.
         with_timeout: timeout: Duration;
+        /// Sets the proxy for enrollment (`None`: the socket's).
+        with_proxy: proxy: Option<ProxyOptions>;
     }
 }
 
@@ -302,6 +308,9 @@ pub struct SocketOptions {
     /// these in turn, the backoff growing per full round; after a loss the
     /// URL that registered last is tried first.
     pub fallback_urls: Vec<String>,
+    /// The HTTP proxy (for enrollment too, unless it has its own); by
+    /// default the environment's (`HTTPS_PROXY`, `NO_PROXY`, ...), if any.
+    pub proxy: ProxyOptions,
 }
 
 impl Default for SocketOptions {
@@ -320,6 +329,7 @@ impl Default for SocketOptions {
             rng_seed: None,
             retry_initial_connect: false,
             fallback_urls: Vec::new(),
+            proxy: ProxyOptions::default(),
         }
     }
 }
@@ -352,6 +362,8 @@ impl SocketOptions {
         with_retry_initial_connect: retry_initial_connect: bool;
         /// Sets the control socket URLs tried after `control_socket_url`.
         with_fallback_urls: fallback_urls: Vec<String>;
+        /// Sets the HTTP proxy.
+        with_proxy: proxy: ProxyOptions;
     }
 }
 
@@ -484,6 +496,9 @@ impl ClusterDaemonClientOptions {
         if self.handlers.threads == 0 {
             return Err(socket("handlers.threads must be at least 1"));
         }
+        s.proxy
+            .validate()
+            .map_err(|e| socket(&format!("socket.proxy: {e}")))?;
         if let Some(e) = &self.enrollment {
             if e.enabled == Some(true) && self.credentials.enrollment_token.is_none() {
                 return Err(config_error(
@@ -494,6 +509,11 @@ impl ClusterDaemonClientOptions {
             if e.enabled != Some(false) {
                 enrollment::resolve_url(&self.server_url, &e.url)
                     .map_err(|m| config_error(EnrollmentFailed, m))?;
+                if let Some(p) = &e.proxy {
+                    p.validate().map_err(|m| {
+                        config_error(EnrollmentFailed, format!("enrollment.proxy: {m}"))
+                    })?;
+                }
             }
         }
         Ok(())

@@ -13,10 +13,10 @@ use crossbeam_channel::{Receiver, Sender, TrySendError};
 use parking_lot::RwLock;
 use serde_json::{Map, Value};
 
+use crate::connection::{Outbox, OutboxError};
 use crate::drain::DrainGate;
 use crate::error::{DaemonClientError, DaemonClientErrorCode};
 use crate::events::EventSink;
-use crate::outbox::{Outbox, OutboxError};
 use crate::protocol::envelope::{
     ErrorBody, ReplyBody, ReverseCommand, ReverseResponse, ReverseStream, ReverseStreamEnd,
     VoltEvent,
@@ -243,6 +243,11 @@ impl HandlerPool {
         self.threads.into_iter().for_each(Worker::join);
     }
 
+    /// Jobs waiting for a handler thread.
+    pub(crate) fn queued(&self) -> usize {
+        self.tx.len()
+    }
+
     /// A sender for the connection thread.
     pub(crate) fn sender(&self) -> JobSender {
         JobSender {
@@ -317,7 +322,12 @@ fn run_job(job: Job, handlers: &Handlers, events: &EventSink, reply_timeout: Dur
         namespace,
     } = job;
     let send = |event: VoltEvent| -> Result<(), OutboxError> {
-        outbox.send(&event.encode(&namespace), Instant::now() + reply_timeout)
+        let status = crate::stats::reply_status(&event);
+        let sent = outbox.send(&event.encode(&namespace), Instant::now() + reply_timeout);
+        if let (Some(status), Ok(())) = (status, &sent) {
+            outbox.stats().reverse_replied(status);
+        }
+        sent
     };
     let Some(handler) = handlers.get(&cmd.command) else {
         let msg = format!("no handler for command {}", cmd.command);

@@ -10,16 +10,16 @@ use crossbeam_channel::Sender;
 use mio::{Poll, Waker};
 
 use super::failover::Failover;
-use super::session::{Io, Outcome};
+use super::session::{Io, Registration};
 use super::socket::SharedSocket;
 use super::state::{End, State};
 use super::transport::{self, Reactor, Target, WAKER};
+use super::writer::{outbox, Outbox, OutboxReceiver};
 use crate::backoff::Backoff;
 use crate::connection_state::ConnectionState;
 use crate::error::{DaemonClientError, DaemonClientErrorCode};
 use crate::events::{ClientEvent, EventSink};
 use crate::heartbeat::Heartbeat;
-use crate::outbox::{outbox, Outbox, OutboxReceiver};
 use crate::protocol::{Decoder, Limits};
 use crate::reverse_channel::JobSender;
 use crate::worker::Worker;
@@ -259,6 +259,7 @@ impl Supervisor {
                     decoder,
                     registry,
                     &opts.socket.namespace,
+                    shared.link.stats.clone(),
                 )
             })
             .map_err(|e| DaemonClientError::connection(format!("socket registration: {e}")))?;
@@ -274,9 +275,9 @@ impl Supervisor {
             jobs: self.ctx.jobs.clone(),
             outbox: outbox.clone(),
             link: shared.link.clone(),
-            state: State::new(&opts.socket.namespace),
+            state: State::new(&opts.socket.namespace, deadline),
         };
-        let result = self.register_and_serve(&mut io, &mut out_rx, outbox, (url, deadline));
+        let result = self.register_and_serve(&mut io, &mut out_rx, outbox, url);
         io.socket.deregister();
         result
     }
@@ -286,21 +287,21 @@ impl Supervisor {
         io: &mut Io,
         out_rx: &mut OutboxReceiver,
         outbox: Outbox,
-        (url, deadline): (&str, Instant),
+        url: &str,
     ) -> Result<(End, bool), DaemonClientError> {
         let shared = self.ctx.shared.clone();
         let opts = &shared.options;
         io.send_connect(&shared)?;
-        match io.run(&mut self.reactor, None, Some(deadline)) {
-            Outcome::Registered => {}
-            Outcome::Rejected(e) => return Err(e),
-            Outcome::End(End::Stopped) => {
+        match io.register(&mut self.reactor) {
+            Registration::Accepted => {}
+            Registration::Refused(e) => return Err(e),
+            Registration::Ended(End::Stopped) => {
                 io.close_gracefully(&mut self.reactor, false);
                 return Err(DaemonClientError::connection(
                     "registration interrupted by disconnect()",
                 ));
             }
-            Outcome::End(end) => {
+            Registration::Ended(end) => {
                 return Err(DaemonClientError::connection(format!(
                     "connection lost during registration ({})",
                     end.reason()
@@ -318,6 +319,7 @@ impl Supervisor {
             url: url.to_owned(),
         };
         self.set_state(ready, "registered");
+        shared.link.stats.registered(self.ctx.first.is_none());
         if let Some(first) = self.ctx.first.take() {
             let _ = first.send(Ok(()));
         }
@@ -335,12 +337,7 @@ impl Supervisor {
             )))
         })
         .ok();
-        let end = match io.run(&mut self.reactor, Some(out_rx), None) {
-            Outcome::End(end) => end,
-            // The state machine accepts or refuses only while registering,
-            // and serving has no registration deadline.
-            Outcome::Registered | Outcome::Rejected(_) => End::Lost("protocol error"),
-        };
+        let end = io.serve(&mut self.reactor, out_rx);
         shared
             .link
             .detach(&format!("connection lost ({})", end.reason()));
