@@ -334,10 +334,12 @@ fn run_job(job: Job, handlers: &Handlers, events: &EventSink, reply_timeout: Dur
         namespace,
     } = job;
     let send = |event: VoltEvent| -> Result<(), OutboxError> {
+        // Counted before the server can see it; taken back if not sent.
         let status = crate::stats::reply_status(&event);
+        status.inspect(|&s| outbox.stats().reverse_replied(s, 1));
         let sent = outbox.send(&event.encode(&namespace), Instant::now() + reply_timeout);
-        if let (Some(status), Ok(())) = (status, &sent) {
-            outbox.stats().reverse_replied(status);
+        if let (Some(s), Err(_)) = (status, &sent) {
+            outbox.stats().reverse_replied(s, -1);
         }
         sent
     };

@@ -2,6 +2,10 @@
 //! binary: it fails over from a dead URL, enrolls and saves the rotated
 //! password, logs stats, serves a reverse command, and on SIGTERM reports
 //! its drain and exits 0.
+//!
+//! `cargo test -p volt-examples` (or the workspace) builds the example and
+//! the mock server binary; `--test daemon_process` alone builds neither,
+//! and the test then says what to build (or runs a stale example).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -118,7 +122,7 @@ fn admin_post(addr: &str, path: &str, body: &str) -> String {
 }
 
 #[test]
-fn the_daemon_fails_over_serves_logs_stats_and_drains_on_sigterm_with_exit_0() {
+fn the_daemon_fails_over_serves_logs_stats_and_on_sigterm_drains_a_slow_handler_and_exits_0() {
     let mock = binary(
         "VOLT_MOCK_SERVER_BIN",
         "volt-mock-server",
@@ -154,6 +158,7 @@ fn the_daemon_fails_over_serves_logs_stats_and_drains_on_sigterm_with_exit_0() {
         Command::new(daemon)
             .env("VOLT_URL", &dead_url)
             .env("VOLT_FALLBACK_URLS", &url)
+            .env("VOLT_SERVER_URL", &url)
             .env("VOLT_CLUSTER", "c1")
             .env("VOLT_PASSWORD", "initial")
             .env("VOLT_ENROLLMENT_TOKEN", "tok")
@@ -183,13 +188,28 @@ fn the_daemon_fails_over_serves_logs_stats_and_drains_on_sigterm_with_exit_0() {
     assert!(stats["uptime_ms"].is_u64(), "{stats}");
     assert!(stats["bytes_in"].as_u64().unwrap() > 0, "{stats}");
 
+    // A slow handler is running when SIGTERM arrives: the drain lets it
+    // finish, and the server gets its reply.
+    let slow = std::thread::spawn(move || {
+        admin_post(
+            &addr,
+            "/admin/daemons/c1/commands",
+            r#"{"command":"daemon.sleep","payload":{"ms":300}}"#,
+        )
+    });
+    assert_eq!(client.expect_line("sleeping "), "300 ms");
     let pid = client.child.id().to_string();
     let killed = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
     assert!(killed.success());
     assert_eq!(client.expect_line("signal "), "SIGTERM");
     let report: Value = serde_json::from_str(&client.expect_line("drained ")).unwrap();
-    assert_eq!(report["reverse_commands_answered"], 1, "{report}");
-    assert_eq!(report["commands_cut_off"], 0, "{report}");
+    assert_eq!(report["clean"], true, "{report}");
+    assert_eq!(report["handlers_finished"], 1, "{report}");
+    assert_eq!(report["handlers_cut_off"], 0, "{report}");
+    assert_eq!(report["reverse_commands_answered"], 2, "{report}");
+    let slow: Value = serde_json::from_str(&slow.join().unwrap()).unwrap();
+    assert_eq!(slow["status"], 200, "{slow}");
+    assert_eq!(slow["data"]["slept_ms"], 300, "{slow}");
     client.expect_line("exit 0");
     let status = client.wait_exit();
     assert_eq!(status.code(), Some(0));
