@@ -1,0 +1,134 @@
+//! The thundering herd (issue 16, item 4), CI-sized: 300 daemons using
+//! our client, in 5 `volt-herd daemons` child processes, connected to the real
+//! `volt-mock-server` binary (a child process), which is SIGKILLed and
+//! restarted on the same port. The full 1,000-daemon runs with the default
+//! backoff are `volt-herd run` (figures in docs/RELIABILITY.md).
+//!
+//! Each test compares the measured spread with the contract's rule
+//! simulated for the same settings, the same loss times and the same outage
+//! (200 seeded fleets): the largest 100 ms share of attempts and of
+//! registrations within ×1.5 of the prediction (registrations within ×3,
+//! see [`REGISTRATIONS_TOLERANCE`]), the capped attempts no
+//! denser than ×1.5 of it and spreading further round after round (no
+//! lockstep), and every daemon registered within 2 × reconnectMaxDelayMs of
+//! the server being back. Counting per window keeps this meaningful on a
+//! loaded machine: scheduling delays shift attempts, they do not bunch them.
+//! The two tests run one at a time (a lock), so neither measures the other's load.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use volt_benches::herd::{run_herd, HerdConfig, HerdReport};
+use volt_benches::herd_model::BackoffRule;
+
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+/// The `volt-mock-server` binary of this build, built if needed (a no-op
+/// when `cargo test --workspace` has built it already).
+fn mock_server_bin() -> PathBuf {
+    let dir = Path::new(env!("CARGO_BIN_EXE_volt-herd"))
+        .parent()
+        .expect("bin dir");
+    let mut cargo = Command::new(env!("CARGO"));
+    cargo.args([
+        "build",
+        "-q",
+        "-p",
+        "volt-mock-server",
+        "--bin",
+        "volt-mock-server",
+    ]);
+    if dir.ends_with("release") {
+        cargo.arg("--release");
+    }
+    let status = cargo.status().expect("cargo runs");
+    assert!(status.success(), "building volt-mock-server: {status}");
+    let bin = dir.join("volt-mock-server");
+    assert!(bin.exists(), "{} missing", bin.display());
+    bin
+}
+
+fn herd(daemons: usize, rule: BackoffRule, down: Duration) -> HerdReport {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let cfg = HerdConfig {
+        daemons,
+        processes: 5,
+        rule,
+        down,
+        seed: 16,
+        simulations: 200,
+        server_bin: mock_server_bin(),
+        herd_bin: PathBuf::from(env!("CARGO_BIN_EXE_volt-herd")),
+        setup_timeout: Duration::from_secs(90),
+        dump: None,
+    };
+    let started = Instant::now();
+    let report = run_herd(&cfg).expect("the herd runs");
+    eprintln!(
+        "{}(run took {:.1} s)",
+        report.table(),
+        started.elapsed().as_secs_f64()
+    );
+    report
+}
+
+/// How far the registrations share may exceed the prediction in these
+/// debug-build runs. A registration takes three round trips through the
+/// server's single core thread; on a loaded 2-core machine that thread
+/// falls behind a burst and completes the backlog together (measured with
+/// 500 daemons at a load average of 9: up to ×2.5 of the prediction, ×1.2
+/// on a quieter machine; 300 daemons halve the burst). ×3 still fails any
+/// lockstep: a fleet registering in step would put most of it in one
+/// window, ×5 and more of the prediction. The release run of `volt-herd`
+/// is held to ×1.5 (docs/RELIABILITY.md).
+const REGISTRATIONS_TOLERANCE: f64 = 3.0;
+
+#[test]
+fn default_backoff_through_a_restart_spreads_attempts_as_the_rule_predicts_and_all_register_within_two_caps(
+) {
+    // Down 1 s: every first attempt (350..650 ms after the loss) is refused
+    // and stamped by the daemon itself, so the densest round is measured
+    // without the server's pacing; the second attempts (1.05..1.95 s)
+    // register. The immediate restart (down 0), where every attempt is a
+    // registration, is the release run of `volt-herd`.
+    let report = herd(300, BackoffRule::DEFAULT, Duration::from_secs(1));
+    let (m, p) = (&report.measured, &report.predicted.mean);
+    let violations = report.violations(1.5, REGISTRATIONS_TOLERANCE);
+    assert!(violations.is_empty(), "{}", report.table());
+    // One refused attempt each, spread over 300 ms: about a third of the
+    // fleet per 100 ms at the densest; then one that registers.
+    assert!(p.attempts_share < 0.5, "{}", report.table());
+    assert!(
+        (m.attempts_per_daemon - 2.0).abs() < 0.05,
+        "{}",
+        report.table()
+    );
+}
+
+#[test]
+fn a_server_down_10s_brings_attempts_to_the_cap_without_lockstep_and_all_register_within_two_caps()
+{
+    // The default rule scaled down (base 100 ms, cap 1 s, factor 0.3) so
+    // that 10 s down means about nine failed attempts at the cap.
+    let rule = BackoffRule {
+        base_ms: 100,
+        max_ms: 1_000,
+        factor: 0.3,
+    };
+    let report = herd(300, rule, Duration::from_secs(10));
+    let m = &report.measured;
+    let violations = report.violations(1.5, REGISTRATIONS_TOLERANCE);
+    assert!(violations.is_empty(), "{}", report.table());
+    assert!(m.attempts_per_daemon > 10.0, "{}", report.table());
+    assert!(m.capped_attempts > 300 * 7, "{}", report.table());
+    // No lockstep: at the cap, no 100 ms holds more than a third of the
+    // fleet, and the spread grows from the first capped round to the last.
+    assert!(m.capped_share < 1.0 / 3.0, "{}", report.table());
+    assert!(
+        m.last_capped_round_spread_ms > m.first_capped_round_spread_ms,
+        "{}",
+        report.table()
+    );
+}
