@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::herd_daemons::now_us;
+use crate::herd_daemons::{listen_overflows, now_us, open_files_limit};
 use crate::herd_model::{predict, BackoffRule, DaemonTrace, HerdStats, Prediction};
 
 /// The cluster every daemon registers with.
@@ -108,6 +108,9 @@ pub struct HerdReport {
     pub other_errors: Vec<String>,
     /// The soft open-files limit of this process (children inherit it).
     pub open_files_limit: Option<u64>,
+    /// `TcpExtListenOverflows` during the run (system-wide): connects whose
+    /// SYN the kernel dropped because the server's accept queue was full.
+    pub listen_overflows: Option<u64>,
 }
 
 /// Each statistic: its label in the table, its key in the JSON, its value.
@@ -371,13 +374,6 @@ impl Drop for Fleet {
     }
 }
 
-/// The soft `Max open files` of this process, from `/proc/self/limits`.
-pub fn open_files_limit() -> Option<u64> {
-    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
-    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
-    line.split_whitespace().nth(3)?.parse().ok()
-}
-
 fn ms(us: i64) -> f64 {
     us as f64 / 1_000.0
 }
@@ -385,6 +381,7 @@ fn ms(us: i64) -> f64 {
 /// Runs the herd once: connect, kill, hold down, restart, measure, predict.
 pub fn run_herd(cfg: &HerdConfig) -> Result<HerdReport, String> {
     let started = Instant::now();
+    let overflows_before = listen_overflows();
     let server = ServerProc::start(&cfg.server_bin, "127.0.0.1:0")?;
     let addr = server.addr.clone();
     let (tx, rx) = mpsc::channel();
@@ -435,7 +432,11 @@ pub fn run_herd(cfg: &HerdConfig) -> Result<HerdReport, String> {
             tr.apply(&line);
         }
     }
-    Ok(report(cfg, &tr, up_us, setup_ms))
+    let mut report = report(cfg, &tr, up_us, setup_ms);
+    report.listen_overflows = listen_overflows()
+        .zip(overflows_before)
+        .map(|(after, before)| after.saturating_sub(before));
+    Ok(report)
 }
 
 fn report(cfg: &HerdConfig, tr: &Tracker, up_us: i64, setup_ms: f64) -> HerdReport {
@@ -464,6 +465,7 @@ fn report(cfg: &HerdConfig, tr: &Tracker, up_us: i64, setup_ms: f64) -> HerdRepo
         setup_ms,
         other_errors: tr.errors.clone(),
         open_files_limit: open_files_limit(),
+        listen_overflows: None,
     }
 }
 
@@ -545,6 +547,7 @@ impl HerdReport {
             "allRegisteredAfterKillMs": self.all_registered_after_kill_ms,
             "setupMs": self.setup_ms,
             "openFilesLimit": self.open_files_limit,
+            "listenOverflows": self.listen_overflows,
             "measured": stats(&self.measured),
             "predicted": stats(&self.predicted.mean),
             "predictedAttemptsShareRange": [self.predicted.attempts_share_min, self.predicted.attempts_share_max],
@@ -565,9 +568,9 @@ impl HerdReport {
             s += &format!("{name:<40} {:>10.3} {:>10.3}\n", f(m), f(p));
         }
         s += &format!(
-            "predicted attempts share over {} simulated fleets: {:.3}..{:.3}; all registered {:.0} ms after the kill\n",
+            "predicted attempts share over {} simulated fleets: {:.3}..{:.3}; all registered {:.0} ms after the kill; listen overflows {:?}\n",
             self.predicted.runs, self.predicted.attempts_share_min, self.predicted.attempts_share_max,
-            self.all_registered_after_kill_ms
+            self.all_registered_after_kill_ms, self.listen_overflows
         );
         let v = self.violations(1.5, 1.5);
         s += &if v.is_empty() {

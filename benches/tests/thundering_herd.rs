@@ -6,13 +6,16 @@
 //!
 //! Each test compares the measured spread with the contract's rule
 //! simulated for the same settings, the same loss times and the same outage
-//! (200 seeded fleets): the largest 100 ms share of attempts and of
-//! registrations within ×1.5 of the prediction (registrations within ×3,
-//! see [`REGISTRATIONS_TOLERANCE`]), the capped attempts no
-//! denser than ×1.5 of it and spreading further round after round (no
+//! (200 seeded fleets): the largest 100 ms share of attempts within ×1.5
+//! of the prediction (registrations within ×3, see
+//! [`REGISTRATIONS_TOLERANCE`]), the failed capped attempts no denser than
+//! ×1.5 of it and spreading further round after round (no
 //! lockstep), and every daemon registered within 2 × reconnectMaxDelayMs of
-//! the server being back. Counting per window keeps this meaningful on a
-//! loaded machine: scheduling delays shift attempts, they do not bunch them.
+//! the server being back. The claim holds on a loaded machine because it
+//! counts per window against a prediction for the same loss times and
+//! outage, and the densest windows are refusals, stamped by each daemon
+//! itself; registrations pass through the server's one core thread, whose
+//! stalls bunch them (hence [`REGISTRATIONS_TOLERANCE`]).
 //! The two tests run one at a time (a lock), so neither measures the other's load.
 
 use std::path::{Path, PathBuf};
@@ -81,8 +84,8 @@ fn herd(daemons: usize, rule: BackoffRule, down: Duration) -> HerdReport {
 /// 500 daemons at a load average of 9: up to ×2.5 of the prediction, ×1.2
 /// on a quieter machine; 300 daemons halve the burst). ×3 still fails any
 /// lockstep: a fleet registering in step would put most of it in one
-/// window, ×5 and more of the prediction. The release run of `volt-herd`
-/// is held to ×1.5 (docs/RELIABILITY.md).
+/// window, ×5 and more of the prediction. Release runs of `volt-herd` with
+/// 1,000 daemons measured ×1.0 to ×1.5 (docs/RELIABILITY.md).
 const REGISTRATIONS_TOLERANCE: f64 = 3.0;
 
 #[test]
