@@ -125,22 +125,3 @@ pub fn run_daemons(cfg: &DaemonsConfig) -> Result<(), String> {
     let _ = io::stdin().read_to_end(&mut sink);
     std::process::exit(0)
 }
-
-/// The soft `Max open files` of this process, from `/proc/self/limits`.
-pub fn open_files_limit() -> Option<u64> {
-    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
-    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
-    line.split_whitespace().nth(3)?.parse().ok()
-}
-
-/// The kernel's `TcpExtListenOverflows` (system-wide, since boot), from
-/// `/proc/net/netstat`: a name line then a value line per group.
-pub fn listen_overflows() -> Option<u64> {
-    let netstat = std::fs::read_to_string("/proc/net/netstat").ok()?;
-    let mut lines = netstat.lines().filter(|l| l.starts_with("TcpExt:"));
-    let (names, values) = (lines.next()?, lines.next()?);
-    let at = names
-        .split_whitespace()
-        .position(|n| n == "ListenOverflows")?;
-    values.split_whitespace().nth(at)?.parse().ok()
-}

@@ -44,6 +44,7 @@ use volt_mock_server::{Server, ServerConfig};
 pub mod fleet;
 pub mod herd;
 pub mod herd_daemons;
+pub mod herd_host;
 pub mod herd_model;
 pub mod idle;
 pub mod interleaved;

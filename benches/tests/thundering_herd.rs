@@ -6,8 +6,8 @@
 //!
 //! Each test compares the measured spread with the contract's rule
 //! simulated for the same settings, the same loss times and the same outage
-//! (200 seeded fleets): the largest 100 ms share of attempts within ×1.5
-//! of the prediction (registrations within ×3, see
+//! (200 seeded fleets): the largest 100 ms share of attempts at most ×1.5
+//! the prediction (registrations within ×3, see
 //! [`REGISTRATIONS_TOLERANCE`]), the failed capped attempts no denser than
 //! ×1.5 of it and spreading further round after round (no
 //! lockstep), and every daemon registered within 2 × reconnectMaxDelayMs of
@@ -28,9 +28,13 @@ use volt_benches::herd_model::BackoffRule;
 
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
-/// The `volt-mock-server` binary of this build, built if needed (a no-op
-/// when `cargo test --workspace` has built it already).
+/// The `volt-mock-server` binary: `VOLT_MOCK_SERVER_BIN` when set (as
+/// `scripts/test` does), else this build's, built if needed (a no-op when
+/// `cargo test --workspace` has built it already).
 fn mock_server_bin() -> PathBuf {
+    if let Some(bin) = std::env::var_os("VOLT_MOCK_SERVER_BIN").filter(|b| !b.is_empty()) {
+        return PathBuf::from(bin);
+    }
     let dir = Path::new(env!("CARGO_BIN_EXE_volt-herd"))
         .parent()
         .expect("bin dir");
@@ -53,6 +57,13 @@ fn mock_server_bin() -> PathBuf {
     bin
 }
 
+/// A run during which the machine kept a probe thread from running for
+/// longer than the 100 ms window measured nothing about the client: every
+/// stamp taken in the stall lands at its end. Such a run is repeated (at
+/// most twice more); a violation in a run without one fails the test.
+const STALL_VOIDS_RUN: Duration = Duration::from_millis(100);
+
+/// Runs the herd, again when a run was void (see [`STALL_VOIDS_RUN`]).
 fn herd(daemons: usize, rule: BackoffRule, down: Duration) -> HerdReport {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let cfg = HerdConfig {
@@ -67,14 +78,20 @@ fn herd(daemons: usize, rule: BackoffRule, down: Duration) -> HerdReport {
         setup_timeout: Duration::from_secs(90),
         dump: None,
     };
-    let started = Instant::now();
-    let report = run_herd(&cfg).expect("the herd runs");
-    eprintln!(
-        "{}(run took {:.1} s)",
-        report.table(),
-        started.elapsed().as_secs_f64()
-    );
-    report
+    let mut run = 1;
+    loop {
+        let started = Instant::now();
+        let report = run_herd(&cfg).expect("the herd runs");
+        let took = started.elapsed().as_secs_f64();
+        eprintln!("{}(run {run} took {took:.1} s)", report.table());
+        let void = report.stall_ms > STALL_VOIDS_RUN.as_secs_f64() * 1_000.0;
+        let failed = !report.violations(1.5, REGISTRATIONS_TOLERANCE).is_empty();
+        if !(void && failed) || run == 3 {
+            return report;
+        }
+        eprintln!("run {run} void: a {:.0} ms stall; again", report.stall_ms);
+        run += 1;
+    }
 }
 
 /// How far the registrations share may exceed the prediction in these

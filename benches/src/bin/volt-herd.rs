@@ -81,7 +81,7 @@ enum Mode {
         #[arg(long, default_value_t = 200)]
         simulations: usize,
         /// The volt-mock-server binary (default: next to this one).
-        #[arg(long)]
+        #[arg(long, env = "VOLT_MOCK_SERVER_BIN")]
         server_bin: Option<PathBuf>,
         /// Print one JSON object instead of a table.
         #[arg(long)]
