@@ -33,7 +33,9 @@ use serde_json::{json, Value};
 
 use crate::herd_daemons::now_us;
 use crate::herd_host::{listen_overflows, open_files_limit, StallProbe};
-use crate::herd_model::{predict, BackoffRule, DaemonTrace, HerdStats, Prediction};
+use crate::herd_model::{
+    predict, predict_window, BackoffRule, DaemonTrace, HerdStats, Prediction, WINDOW_US,
+};
 
 /// The cluster every daemon registers with.
 const CLUSTER: &str = "herd-cluster";
@@ -97,6 +99,9 @@ pub struct HerdReport {
     pub measured: HerdStats,
     /// Predicted, by simulation with the measured loss times and outage.
     pub predicted: Prediction,
+    /// The same with the window widened by the longest stall (`stall_ms`):
+    /// the bound the measured 100 ms shares are held to.
+    pub predicted_with_stall: Prediction,
     /// Kill to the server's restart (its `listening` line), ms.
     pub outage_ms: f64,
     /// Kill to the last daemon seeing the loss, ms.
@@ -117,44 +122,6 @@ pub struct HerdReport {
     /// longer than the window bunches every timestamp taken meanwhile.
     pub stall_ms: f64,
 }
-
-/// Each statistic: its label in the table, its key in the JSON, its value.
-type Stat = (&'static str, &'static str, fn(&HerdStats) -> f64);
-
-const STATS: [Stat; 8] = [
-    ("largest 100 ms share, attempts", "attemptsShare", |s| {
-        s.attempts_share
-    }),
-    (
-        "largest 100 ms share, registrations",
-        "registrationsShare",
-        |s| s.registrations_share,
-    ),
-    ("largest 100 ms share, failed capped", "cappedShare", |s| {
-        s.capped_share
-    }),
-    ("failed capped attempts", "cappedAttempts", |s| {
-        s.capped_attempts as f64
-    }),
-    ("attempts per daemon", "attemptsPerDaemon", |s| {
-        s.attempts_per_daemon
-    }),
-    (
-        "spread at first capped round, ms",
-        "firstCappedRoundSpreadMs",
-        |s| s.first_capped_round_spread_ms,
-    ),
-    (
-        "spread at last capped round, ms",
-        "lastCappedRoundSpreadMs",
-        |s| s.last_capped_round_spread_ms,
-    ),
-    (
-        "all registered after server up, ms",
-        "allRegisteredAfterUpMs",
-        |s| s.all_registered_after_up_ms,
-    ),
-];
 
 /// A child's stdout line, or the end of its stdout.
 enum Msg {
@@ -439,15 +406,20 @@ pub fn run_herd(cfg: &HerdConfig) -> Result<HerdReport, String> {
             tr.apply(&line);
         }
     }
-    let mut report = report(cfg, &tr, up_us, setup_ms);
-    report.stall_ms = stall.as_secs_f64() * 1_000.0;
+    let mut report = report(cfg, &tr, up_us, setup_ms, stall);
     report.listen_overflows = listen_overflows()
         .zip(overflows_before)
         .map(|(after, before)| after.saturating_sub(before));
     Ok(report)
 }
 
-fn report(cfg: &HerdConfig, tr: &Tracker, up_us: i64, setup_ms: f64) -> HerdReport {
+fn report(
+    cfg: &HerdConfig,
+    tr: &Tracker,
+    up_us: i64,
+    setup_ms: f64,
+    stall: Duration,
+) -> HerdReport {
     let traces = tr.traces();
     if let Some(path) = &cfg.dump {
         let rows: Vec<Value> = traces
@@ -461,12 +433,16 @@ fn report(cfg: &HerdConfig, tr: &Tracker, up_us: i64, setup_ms: f64) -> HerdRepo
     }
     let loss: Vec<i64> = traces.iter().map(|t| t.lost_us).collect();
     let measured = HerdStats::of(&traces, &cfg.rule, up_us);
-    let predicted = predict(&cfg.rule, &loss, up_us, cfg.simulations, cfg.seed ^ 0x5eed);
+    let (runs, seed) = (cfg.simulations, cfg.seed ^ 0x5eed);
+    let predicted = predict(&cfg.rule, &loss, up_us, runs, seed);
+    let widened = WINDOW_US + stall.as_micros() as i64;
+    let predicted_with_stall = predict_window(&cfg.rule, &loss, up_us, runs, seed, widened);
     let last_reg = traces.iter().filter_map(DaemonTrace::registered_us).max();
     HerdReport {
         config: cfg.clone(),
         measured,
         predicted,
+        predicted_with_stall,
         outage_ms: ms(up_us),
         loss_seen_within_ms: ms(loss.iter().copied().max().unwrap_or(0)),
         all_registered_after_kill_ms: ms(last_reg.unwrap_or(0)),
@@ -474,20 +450,22 @@ fn report(cfg: &HerdConfig, tr: &Tracker, up_us: i64, setup_ms: f64) -> HerdRepo
         other_errors: tr.errors.clone(),
         open_files_limit: open_files_limit(),
         listen_overflows: None,
-        stall_ms: 0.0,
+        stall_ms: stall.as_secs_f64() * 1_000.0,
     }
 }
 
 impl HerdReport {
     /// The claims that do not hold, with `tolerance` as the largest allowed
-    /// ratio of measured to predicted shares of attempts (1.5 in the issue;
+    /// ratio of measured shares to those predicted with the window widened
+    /// by the run's longest stall (without a stall, the plain prediction)
+    /// for attempts (1.5 in the issue;
     /// a fleet spread more than the rule predicts is no herd, and a loaded
     /// machine smears the first rounds: seen down to ×0.65)
     /// and `registrations_tolerance` for registrations, which the server
     /// paces: a registration needs three round trips through it, so a
     /// stalled server (a loaded machine) bunches them.
     pub fn violations(&self, tolerance: f64, registrations_tolerance: f64) -> Vec<String> {
-        let (m, p) = (&self.measured, &self.predicted.mean);
+        let (m, p) = (&self.measured, &self.predicted_with_stall.mean);
         let mut out = Vec::new();
         let mut within = |name: &str, got: f64, want: f64, tolerance: f64| {
             if got > want * tolerance {
@@ -533,63 +511,5 @@ impl HerdReport {
             out.push(format!("unexpected reports: {:?}", self.other_errors));
         }
         out
-    }
-
-    /// The report as one JSON object.
-    pub fn to_json(&self) -> Value {
-        let stats = |s: &HerdStats| {
-            let fields = STATS
-                .iter()
-                .map(|(_, key, f)| ((*key).to_owned(), json!(f(s))));
-            Value::Object(fields.collect())
-        };
-        let c = &self.config;
-        json!({
-            "daemons": c.daemons,
-            "processes": c.processes,
-            "baseMs": c.rule.base_ms,
-            "maxMs": c.rule.max_ms,
-            "factor": c.rule.factor,
-            "downMs": c.down.as_millis() as u64,
-            "seed": c.seed,
-            "simulations": self.predicted.runs,
-            "outageMs": self.outage_ms,
-            "lossSeenWithinMs": self.loss_seen_within_ms,
-            "allRegisteredAfterKillMs": self.all_registered_after_kill_ms,
-            "setupMs": self.setup_ms,
-            "openFilesLimit": self.open_files_limit,
-            "listenOverflows": self.listen_overflows,
-            "stallMs": self.stall_ms,
-            "measured": stats(&self.measured),
-            "predicted": stats(&self.predicted.mean),
-            "predictedAttemptsShareRange": [self.predicted.attempts_share_min, self.predicted.attempts_share_max],
-            "violations": self.violations(1.5, 1.5),
-        })
-    }
-
-    /// The report as a table.
-    pub fn table(&self) -> String {
-        let (m, p, c) = (&self.measured, &self.predicted.mean, &self.config);
-        let mut s = format!(
-            "{} daemons in {} processes; backoff base {} ms, max {} ms, factor {}; server down {} ms (measured outage {:.0} ms); loss seen within {:.0} ms; setup {:.1} s\n",
-            c.daemons, c.processes, c.rule.base_ms, c.rule.max_ms, c.rule.factor,
-            c.down.as_millis(), self.outage_ms, self.loss_seen_within_ms, self.setup_ms / 1_000.0
-        );
-        s += &format!("{:<40} {:>10} {:>10}\n", "", "measured", "predicted");
-        for (name, _, f) in STATS {
-            s += &format!("{name:<40} {:>10.3} {:>10.3}\n", f(m), f(p));
-        }
-        s += &format!(
-            "predicted attempts share over {} simulated fleets: {:.3}..{:.3}; all registered {:.0} ms after the kill; listen overflows {:?}; longest stall {:.0} ms\n",
-            self.predicted.runs, self.predicted.attempts_share_min, self.predicted.attempts_share_max,
-            self.all_registered_after_kill_ms, self.listen_overflows, self.stall_ms
-        );
-        let v = self.violations(1.5, 1.5);
-        s += &if v.is_empty() {
-            "claims hold (×1.5)\n".to_owned()
-        } else {
-            format!("VIOLATIONS: {v:?}\n")
-        };
-        s
     }
 }

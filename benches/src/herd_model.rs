@@ -172,6 +172,17 @@ impl HerdStats {
     /// The statistics of `traces` for an outage whose server was back at
     /// `up_us`, under `rule` (which says which attempts are capped).
     pub fn of(traces: &[DaemonTrace], rule: &BackoffRule, up_us: i64) -> HerdStats {
+        HerdStats::of_window(traces, rule, up_us, WINDOW_US)
+    }
+
+    /// The same with windows of `window_us` for the shares (still divided
+    /// by the fleet).
+    pub fn of_window(
+        traces: &[DaemonTrace],
+        rule: &BackoffRule,
+        up_us: i64,
+        window_us: i64,
+    ) -> HerdStats {
         let n = traces.len().max(1) as f64;
         let cap = rule.first_capped_attempt() as usize;
         let all: Vec<i64> = traces.iter().flat_map(|t| t.attempts_us.clone()).collect();
@@ -207,9 +218,9 @@ impl HerdStats {
         };
         HerdStats {
             daemons: traces.len(),
-            attempts_share: max_in_window(&all, WINDOW_US) as f64 / n,
-            registrations_share: max_in_window(&regs, WINDOW_US) as f64 / n,
-            capped_share: max_in_window(&capped, WINDOW_US) as f64 / n,
+            attempts_share: max_in_window(&all, window_us) as f64 / n,
+            registrations_share: max_in_window(&regs, window_us) as f64 / n,
+            capped_share: max_in_window(&capped, window_us) as f64 / n,
             capped_attempts: capped.len(),
             attempts_per_daemon: all.len() as f64 / n,
             first_capped_round_spread_ms: std_dev(&round(cap)) / 1_000.0,
@@ -243,8 +254,26 @@ pub fn predict(
     runs: usize,
     seed: u64,
 ) -> Prediction {
+    predict_window(rule, loss_us, up_us, runs, seed, WINDOW_US)
+}
+
+/// [`predict`] with windows of `window_us` for the shares: the prediction
+/// for a run during which the machine stalled for `window_us - WINDOW_US`
+/// (every event due in the stall is stamped at its end, so one 100 ms window
+/// can hold what the rule spread over `window_us`).
+pub fn predict_window(
+    rule: &BackoffRule,
+    loss_us: &[i64],
+    up_us: i64,
+    runs: usize,
+    seed: u64,
+    window_us: i64,
+) -> Prediction {
     let stats: Vec<HerdStats> = (0..runs.max(1) as u64)
-        .map(|r| HerdStats::of(&simulate(rule, loss_us, up_us, seed + r), rule, up_us))
+        .map(|r| {
+            let traces = simulate(rule, loss_us, up_us, seed + r);
+            HerdStats::of_window(&traces, rule, up_us, window_us)
+        })
         .collect();
     let k = stats.len() as f64;
     let avg = |f: fn(&HerdStats) -> f64| stats.iter().map(f).sum::<f64>() / k;

@@ -46,6 +46,7 @@ pub mod herd;
 pub mod herd_daemons;
 pub mod herd_host;
 pub mod herd_model;
+mod herd_report;
 pub mod idle;
 pub mod interleaved;
 pub mod proc_stat;

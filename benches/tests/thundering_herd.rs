@@ -143,9 +143,9 @@ fn a_server_down_10s_brings_attempts_to_the_cap_without_lockstep_and_all_registe
     assert!(violations.is_empty(), "{}", report.table());
     assert!(m.attempts_per_daemon > 10.0, "{}", report.table());
     assert!(m.capped_attempts > 300 * 7, "{}", report.table());
-    // No lockstep: at the cap, no 100 ms holds more than a third of the
-    // fleet, and the spread grows from the first capped round to the last.
-    assert!(m.capped_share < 1.0 / 3.0, "{}", report.table());
+    // No lockstep: the failed capped attempts are no denser than the rule
+    // predicts (in `violations`), and the spread grows from the first
+    // capped round to the last.
     assert!(
         m.last_capped_round_spread_ms > m.first_capped_round_spread_ms,
         "{}",
