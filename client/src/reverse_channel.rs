@@ -165,6 +165,18 @@ impl CommandResult {
     pub fn status(&self) -> u16 {
         self.status
     }
+
+    /// The headers, as [`with_header`](Self::with_header) set them.
+    ///
+    /// ```
+    /// use volt_daemon_client::CommandResult;
+    /// let r = CommandResult::empty().with_header("x-test", "1");
+    /// assert_eq!(r.headers()["x-test"], "1");
+    /// assert!(CommandResult::empty().headers().is_empty());
+    /// ```
+    pub fn headers(&self) -> &Map<String, Value> {
+        &self.headers
+    }
 }
 
 /// Registered handlers, by command name.
