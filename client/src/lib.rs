@@ -67,8 +67,8 @@ pub use options::{
     HeartbeatOptions, PasswordProvider, PayloadFactory, SocketOptions, TlsOptions,
 };
 pub use pending::PendingCommand;
-pub use stats::{ClientStats, LatencyStats, ReverseCommandStats};
 pub use proxy::{ProxyCredentials, ProxyOptions};
+pub use stats::{ClientStats, LatencyStats, ReverseCommandStats};
 pub use volt_protocol::message::{TeamClusterDaemonMessage, TunnelStatus};
 // The codec lives in its own crate; inside the client it reads as a module.
 pub use reverse_channel::{CommandContext, CommandResult, HandlerError, ReverseChannelHandler};

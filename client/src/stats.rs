@@ -23,8 +23,8 @@ use std::time::{Duration, Instant};
 use histogram::Histogram;
 pub use snapshot::{ClientStats, LatencyStats, ReverseCommandStats};
 
-use crate::error::{DaemonClientError, DaemonClientErrorCode};
 use crate::connection::OutboxError;
+use crate::error::{DaemonClientError, DaemonClientErrorCode};
 use crate::protocol::envelope::VoltEvent;
 
 /// Keeps what it holds on cache lines of its own (128 bytes: adjacent-line
