@@ -73,8 +73,8 @@ pub struct ClientStats {
     /// not ready. Serialized as `uptime_ms`.
     #[serde(rename = "uptime_ms", serialize_with = "millis")]
     pub uptime: Option<Duration>,
-    /// The server URL in use, when the client reports it (`None` for now:
-    /// it comes with failover across several URLs).
+    /// The control socket URL in use while ready (`control_socket_url` or
+    /// one of `socket.fallback_urls`); `None` otherwise.
     pub url: Option<String>,
 }
 
