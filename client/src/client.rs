@@ -393,7 +393,9 @@ impl ClusterDaemonClient {
             .map_or(0, |r| r.pool.queued());
         let link = &shared.link;
         let mut stats = link.stats.snapshot(link.pending_count(), queued);
-        stats.url = shared.state.get().url().map(str::to_owned);
+        if let ConnectionState::Ready { url, .. } = shared.state.get() {
+            stats.url = Some(url);
+        }
         stats
     }
 
@@ -516,33 +518,6 @@ impl Shared {
         Ok(())
     }
 
-    /// Enrolls on the first connect() that has a token. Runs on the caller's
-    /// thread; a disconnect() meanwhile fails this connect() once the request
-    /// returns, but a password the server rotated is kept (the token is spent).
-    fn enroll_once(&self, after: &mut AfterConnect) -> Result<(), DaemonClientError> {
-        if !self.enrollment_due() {
-            return Ok(());
-        }
-        let generation = self.generation.load(Ordering::Acquire);
-        let sink = self.runtime.lock().as_ref().map(|r| r.sink.clone());
-        if let Some(sink) = &sink {
-            self.set_state(sink, ConnectionState::Enrolling, "enrollment due");
-        }
-        if let Some(new_password) = self.enroll_if_due()? {
-            let sink = self.runtime.lock().as_ref().map(|r| r.sink.clone());
-            match sink {
-                Some(sink) => self.report_rotation(&sink, new_password),
-                // Disconnected meanwhile: the daemon must still learn it,
-                // on this thread once connect() let its lock go.
-                None => after.rotated = Some(new_password),
-            }
-        }
-        if self.generation.load(Ordering::Acquire) != generation {
-            return Err(interrupted());
-        }
-        Ok(())
-    }
-
     pub(crate) fn disconnect(&self) {
         if let Some(runtime) = self.take_runtime() {
             self.stop_runtime(runtime);
@@ -582,9 +557,9 @@ impl Shared {
 /// What connect() does once it let go of its lock: anything that runs user
 /// code or joins a thread that does.
 #[derive(Default)]
-struct AfterConnect {
+pub(crate) struct AfterConnect {
     /// A rotated password no event thread was there to report.
-    rotated: Option<String>,
+    pub(crate) rotated: Option<String>,
     /// The threads of a failed attempt.
     teardown: Option<Runtime>,
 }

@@ -175,23 +175,7 @@ impl StateCell {
         reason: impl Into<String>,
         post: impl FnOnce(StateChange),
     ) {
-        let mut inner = self.inner.lock();
-        if inner.state == state {
-            return;
-        }
-        if !state.is_terminal() {
-            inner.failure = None;
-        }
-        let previous = std::mem::replace(&mut inner.state, state.clone());
-        let reason = reason.into();
-        log::debug!("connection state: {state:?} ({reason})");
-        post(StateChange {
-            state,
-            previous,
-            reason,
-        });
-        drop(inner);
-        self.changed.notify_all();
+        self.change(state, reason.into(), None, post);
     }
 
     /// Like [`set`](Self::set) to a terminal state, remembering `error` as
@@ -203,12 +187,34 @@ impl StateCell {
         error: DaemonClientError,
         post: impl FnOnce(StateChange),
     ) {
-        if self.inner.lock().state.is_terminal() {
+        self.change(state, error.to_string(), Some(error), post);
+    }
+
+    /// One change, and with a failure its error, under one lock: a waiter
+    /// woken by it sees both.
+    fn change(
+        &self,
+        state: ConnectionState,
+        reason: String,
+        failure: Option<DaemonClientError>,
+        post: impl FnOnce(StateChange),
+    ) {
+        let mut inner = self.inner.lock();
+        if failure.is_some() && inner.state.is_terminal() {
             return;
         }
-        let reason = error.to_string();
-        self.set(state, reason, post);
-        self.inner.lock().failure = Some(error);
+        if inner.state == state {
+            return;
+        }
+        inner.failure = failure;
+        let previous = std::mem::replace(&mut inner.state, state.clone());
+        log::debug!("connection state: {state:?} ({reason})");
+        post(StateChange {
+            state,
+            previous,
+            reason,
+        });
+        drop(inner);
         self.changed.notify_all();
     }
 
@@ -335,6 +341,26 @@ mod tests {
         cell.end("io client disconnect", |_| {});
         let e = cell.wait_ready(None).unwrap_err();
         assert_eq!(e.code(), DaemonClientErrorCode::SocketNotReady);
+    }
+
+    #[test]
+    fn a_waiter_woken_by_a_failure_always_sees_its_error() {
+        // The state and its error change under one lock: never the state
+        // without the error (it used to be two, and wait_ready could see
+        // `Disconnected` with no error yet).
+        for _ in 0..200 {
+            let cell = std::sync::Arc::new(StateCell::default());
+            cell.set(connecting(1), "connect() called", |_| {});
+            let c = cell.clone();
+            let waiter = std::thread::spawn(move || c.wait_ready(None));
+            let refused =
+                DaemonClientError::new(DaemonClientErrorCode::SocketConnectionFailed, "refused");
+            let gone = ConnectionState::Disconnected {
+                reason: "refused".into(),
+            };
+            cell.fail(gone, refused.clone(), |_| {});
+            assert_eq!(waiter.join().unwrap(), Err(refused));
+        }
     }
 
     #[test]

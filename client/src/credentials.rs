@@ -5,12 +5,41 @@
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::Ordering;
 
+use crate::client::{interrupted, AfterConnect};
+use crate::connection_state::ConnectionState;
 use crate::enrollment;
 use crate::error::DaemonClientError;
 use crate::events::{ClientEvent, EventSink};
 use crate::Shared;
 
 impl Shared {
+    /// Enrolls on the first connect() that has a token. Runs on the caller's
+    /// thread; a disconnect() meanwhile fails this connect() once the request
+    /// returns, but a password the server rotated is kept (the token is spent).
+    pub(crate) fn enroll_once(&self, after: &mut AfterConnect) -> Result<(), DaemonClientError> {
+        if !self.enrollment_due() {
+            return Ok(());
+        }
+        let generation = self.generation.load(Ordering::Acquire);
+        let sink = self.runtime.lock().as_ref().map(|r| r.sink.clone());
+        if let Some(sink) = &sink {
+            self.set_state(sink, ConnectionState::Enrolling, "enrollment due");
+        }
+        if let Some(new_password) = self.enroll_if_due()? {
+            let sink = self.runtime.lock().as_ref().map(|r| r.sink.clone());
+            match sink {
+                Some(sink) => self.report_rotation(&sink, new_password),
+                // Disconnected meanwhile: the daemon must still learn it,
+                // on this thread once connect() let its lock go.
+                None => after.rotated = Some(new_password),
+            }
+        }
+        if self.generation.load(Ordering::Acquire) != generation {
+            return Err(interrupted());
+        }
+        Ok(())
+    }
+
     /// Whether an enrollment request is still to be made.
     pub(crate) fn enrollment_due(&self) -> bool {
         !self.enrolled.load(Ordering::Acquire) && enrollment::wanted(&self.options).is_some()

@@ -64,8 +64,11 @@ fn a_killed_server_is_left_for_the_fallback_and_taken_back_when_it_returns() {
     connect(&client);
     assert_eq!(client.state().url(), Some(a_url.as_str()));
 
+    assert_eq!(client.stats().url, Some(a_url.clone()));
+
     drop(a); // killed
     ready_on(&rx, &b.url());
+    assert_eq!(client.stats().url, Some(b.url()));
     assert_eq!(registrations(&b), 1);
     assert!(client.is_ready());
     let reply = b.try_dispatch(DEFAULT_CLUSTER, "nope", serde_json::Value::Null);
@@ -122,9 +125,10 @@ fn the_backoff_grows_per_full_round_of_urls_not_per_url() {
         o.socket.reconnect_max_delay = Duration::from_millis(1000);
         o.socket.max_reconnect_attempts = Some(5);
     });
-    connect(&client);
     let rx = changes(&client);
+    connect(&client);
     let a_url = a.url();
+    ready_on(&rx, &a_url);
     drop(a);
     let mut delays = Vec::new();
     let mut urls = Vec::new();

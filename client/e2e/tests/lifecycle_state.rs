@@ -108,9 +108,12 @@ fn a_connect_walks_connecting_registering_ready_and_a_loss_reconnects_through_ea
 fn a_kick_is_disconnected_with_its_reason_and_nothing_follows() {
     fail_on_unexpected_panics();
     let server = MockServer::start();
-    let client = connected(&server);
+    let client = client_with(&server, |_| {});
+    // Registered before connect(): the callbacks run later, on volt-events,
+    // and would see the changes of the connect too.
     let rx = changes(&client);
-    let ready = client.state();
+    connect(&client);
+    let ready = until(&rx, &S::Idle, S::is_ready).pop().unwrap().state;
     server.kick(DEFAULT_CLUSTER).unwrap();
     let seen = until(&rx, &ready, S::is_terminal);
     assert_eq!(
@@ -128,10 +131,11 @@ fn a_kick_is_disconnected_with_its_reason_and_nothing_follows() {
 fn spent_reconnection_attempts_are_gave_up_with_their_count() {
     fail_on_unexpected_panics();
     let server = MockServer::start();
-    let client = connected_with(&server, |o| o.socket.max_reconnect_attempts = Some(3));
+    let client = client_with(&server, |o| o.socket.max_reconnect_attempts = Some(3));
     let rec = Recorder::attach(&client);
     let rx = changes(&client);
-    let ready = client.state();
+    connect(&client);
+    let ready = until(&rx, &S::Idle, S::is_ready).pop().unwrap().state;
     drop(server);
     let seen = until(&rx, &ready, S::is_terminal);
     assert_eq!(seen.last().unwrap().state, S::GaveUp { attempts: 3 });
