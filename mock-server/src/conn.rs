@@ -152,13 +152,7 @@ impl Conns {
     }
 
     fn ws(&mut self, id: u64) -> Option<&mut WsConn> {
-        match self.map.get_mut(&id) {
-            Some(Conn {
-                kind: ConnKind::Ws(w),
-                ..
-            }) => Some(w),
-            _ => None,
-        }
+        ws_in(&mut self.map, id)
     }
 
     /// Whether `id` is a WebSocket that is closing.
@@ -230,18 +224,18 @@ impl Conns {
 
     /// Reads the next message of WebSocket `id` (`None`: no such WebSocket).
     pub(crate) fn read(&mut self, id: u64) -> Option<tungstenite::Result<Message>> {
-        let w = self.ws(id)?;
+        let w = ws_in(&mut self.map, id)?;
         let read = w.ws.read();
         if read.is_ok() {
             // tungstenite may have a pong or close reply to send.
-            self.mark_dirty(id);
+            set_dirty(w, id, &mut self.dirty);
         }
         Some(read)
     }
 
     /// Queues a frame on WebSocket `id` (flushed by [`Conns::flush_dirty`]).
     pub(crate) fn write(&mut self, id: u64, frame: RawFrame) -> Written {
-        let Some(w) = self.ws(id) else {
+        let Some(w) = ws_in(&mut self.map, id) else {
             return Written::Skipped;
         };
         if w.closing {
@@ -262,17 +256,14 @@ impl Conns {
             }
             Err(_) => return Written::Failed("transport error"),
         }
-        self.mark_dirty(id);
+        set_dirty(w, id, &mut self.dirty);
         Written::Queued
     }
 
     /// Notes that WebSocket `id` has something to flush.
     pub(crate) fn mark_dirty(&mut self, id: u64) {
-        if let Some(w) = self.ws(id) {
-            if !w.dirty {
-                w.dirty = true;
-                self.dirty.push(id);
-            }
+        if let Some(w) = ws_in(&mut self.map, id) {
+            set_dirty(w, id, &mut self.dirty);
         }
     }
 
@@ -325,6 +316,25 @@ impl Conns {
         let _ = tcp.shutdown(Shutdown::Both);
         self.unregister(tcp, conn.peer);
         was_ws
+    }
+}
+
+/// The WebSocket `id` of `map` (borrowing only the map).
+fn ws_in(map: &mut IdMap<u64, Conn>, id: u64) -> Option<&mut WsConn> {
+    match map.get_mut(&id) {
+        Some(Conn {
+            kind: ConnKind::Ws(w),
+            ..
+        }) => Some(w),
+        _ => None,
+    }
+}
+
+/// Puts `w` (WebSocket `id`) on the list to flush, once.
+fn set_dirty(w: &mut WsConn, id: u64, dirty: &mut Vec<u64>) {
+    if !w.dirty {
+        w.dirty = true;
+        dirty.push(id);
     }
 }
 

@@ -194,17 +194,14 @@ impl Loop {
 
     /// Carries out what the state asked for, until it asks nothing more.
     fn apply_actions(&mut self) {
-        let mut batch = std::mem::take(&mut self.batch);
-        loop {
+        while self.state.has_actions() {
+            let mut batch = std::mem::take(&mut self.batch);
             self.state.swap_actions(&mut batch);
-            if batch.is_empty() {
-                break;
-            }
             for action in batch.drain(..) {
                 self.apply(action);
             }
+            self.batch = batch;
         }
-        self.batch = batch;
     }
 
     fn apply(&mut self, action: Action) {

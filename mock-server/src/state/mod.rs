@@ -155,6 +155,11 @@ impl State {
         std::mem::swap(&mut self.out, batch);
     }
 
+    /// Whether actions are queued.
+    pub(crate) fn has_actions(&self) -> bool {
+        !self.out.is_empty()
+    }
+
     /// The events logged since the last call (the caller drains them).
     pub(crate) fn events_mut(&mut self) -> &mut Vec<Logged> {
         &mut self.events

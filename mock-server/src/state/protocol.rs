@@ -37,12 +37,10 @@ impl State {
     /// envelope; everything else, and anything the fast path declines or
     /// fails on, goes through the general decoder.
     pub(crate) fn on_text(&mut self, id: u64, text: &str) {
-        if !self.is_live(id) {
-            return;
-        }
-        if self.cfg.record_frames {
+        if self.cfg.record_frames && self.is_live(id) {
             self.record(id, Direction::In, &RawFrame::Text(text.to_owned()));
         }
+        // `frame_in` is false for a connection without a live session.
         if !self.frame_in(id) || self.command_fast_path(id, text) {
             return;
         }
