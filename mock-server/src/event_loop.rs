@@ -53,13 +53,31 @@ struct Loop {
     ws_config: WebSocketConfig,
 }
 
+/// How many connections the kernel queues before `accept`. The standard
+/// library's 128 is too few for a fleet reconnecting after a restart: 1,000
+/// daemons arriving within 300 ms overflowed it, and each dropped SYN cost
+/// its daemon a 1 s TCP retransmission. Linux caps it at `somaxconn`.
+const LISTEN_BACKLOG: i32 = 4096;
+
+/// A non-blocking listener on `addr` with [`LISTEN_BACKLOG`] (and, as the
+/// standard library does, `SO_REUSEADDR`, so a restarted server can bind
+/// its old port while old connections sit in TIME_WAIT).
+fn bind(addr: std::net::SocketAddr) -> io::Result<std::net::TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(LISTEN_BACKLOG)?;
+    socket.set_nonblocking(true)?;
+    Ok(socket.into())
+}
+
 /// Binds and starts the loop thread.
 pub(crate) fn start(
     config: ServerConfig,
     tls: Option<native_tls::TlsAcceptor>,
 ) -> io::Result<(ServerHandle, JoinHandle<()>)> {
-    let std_listener = std::net::TcpListener::bind(config.listen)?;
-    std_listener.set_nonblocking(true)?;
+    let std_listener = bind(config.listen)?;
     let local_addr = std_listener.local_addr()?;
     let mut listener = mio::net::TcpListener::from_std(std_listener);
     let poll = Poll::new()?;
@@ -503,5 +521,27 @@ impl Loop {
             self.drop_conn(id, "server shutting down");
         }
         self.state.stop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::TcpStream;
+    use std::time::Duration;
+
+    /// With the standard library's backlog of 128 the kernel drops the SYNs
+    /// beyond it while nothing accepts, and those connects time out.
+    #[test]
+    fn the_listener_queues_a_fleets_worth_of_connections_before_accepting_any() {
+        let listener = bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let queued: Vec<TcpStream> = (0..600)
+            .map(|i| {
+                TcpStream::connect_timeout(&addr, Duration::from_secs(2))
+                    .unwrap_or_else(|e| panic!("connection {i} was not queued: {e}"))
+            })
+            .collect();
+        assert_eq!(queued.len(), 600);
     }
 }
