@@ -56,8 +56,8 @@ pub(crate) use client::Shared;
 pub use error::{DaemonClientError, DaemonClientErrorCode};
 pub use heartbeat::HEARTBEAT_COMMAND;
 pub use options::{
-    ClusterDaemonClientOptions, DaemonCredentials, EnrollmentOptions, HandlerPoolOptions,
-    HeartbeatOptions, PayloadFactory, SocketOptions, TlsOptions,
+    ClientIdentity, ClusterDaemonClientOptions, DaemonCredentials, EnrollmentOptions,
+    HandlerPoolOptions, HeartbeatOptions, PayloadFactory, SocketOptions, TlsOptions,
 };
 pub use pending::PendingCommand;
 pub use volt_protocol::message::{TeamClusterDaemonMessage, TunnelStatus};

@@ -3,26 +3,23 @@
 //! (daemon password, old or rotated, or enrollment token) shows in `Debug`
 //! output, error `Display`, or the logs at any level.
 //!
-//! The certificates are generated here at run time with openssl (test-only;
-//! nothing is committed).
+//! The certificates are generated at run time with openssl (test-only;
+//! nothing is committed; see `tls_support`). Every test here runs on both
+//! TLS backends: `scripts/test` runs this file a second time with
+//! `--no-default-features --features rustls`.
 
 mod reliability_support;
+mod tls_support;
 
 use std::sync::{Mutex, Once};
 use std::time::Duration;
 
-use openssl::asn1::Asn1Time;
-use openssl::bn::{BigNum, MsbOption};
-use openssl::hash::MessageDigest;
-use openssl::pkey::{PKey, Private};
-use openssl::rsa::Rsa;
-use openssl::x509::extension::{BasicConstraints, KeyUsage, SubjectAlternativeName};
-use openssl::x509::{X509Name, X509};
 use reliability_support::{record, Ev};
 use serde_json::json;
+use tls_support::{ca, ca_other, tls_options, tls_server, BACKEND};
 use volt_daemon_client::{
     ClusterDaemonClient, ClusterDaemonClientOptions, CommandResult, DaemonClientError,
-    DaemonClientErrorCode as Code, DaemonCredentials, EnrollmentOptions, TlsOptions,
+    DaemonClientErrorCode as Code, DaemonCredentials, EnrollmentOptions,
 };
 use volt_testkit::{
     fail_on_unexpected_panics, unexpected_panics, MockServer, Responder, ServerEvent,
@@ -30,137 +27,28 @@ use volt_testkit::{
 
 const LONG: Duration = Duration::from_secs(10);
 
-struct Ca {
-    cert: X509,
-    key: PKey<Private>,
-}
-
-fn name(cn: &str) -> openssl::x509::X509Name {
-    let mut n = X509Name::builder().unwrap();
-    n.append_entry_by_text("CN", cn).unwrap();
-    n.build()
-}
-
-fn serial() -> openssl::asn1::Asn1Integer {
-    let mut bn = BigNum::new().unwrap();
-    bn.rand(64, MsbOption::MAYBE_ZERO, false).unwrap();
-    bn.to_asn1_integer().unwrap()
-}
-
-fn key() -> PKey<Private> {
-    PKey::from_rsa(Rsa::generate(2048).unwrap()).unwrap()
-}
-
-/// A test certificate authority.
-fn ca(cn: &str) -> Ca {
-    let key = key();
-    let mut b = X509::builder().unwrap();
-    b.set_version(2).unwrap();
-    b.set_serial_number(&serial()).unwrap();
-    b.set_subject_name(&name(cn)).unwrap();
-    b.set_issuer_name(&name(cn)).unwrap();
-    b.set_pubkey(&key).unwrap();
-    b.set_not_before(&Asn1Time::days_from_now(0).unwrap())
-        .unwrap();
-    b.set_not_after(&Asn1Time::days_from_now(2).unwrap())
-        .unwrap();
-    b.append_extension(BasicConstraints::new().critical().ca().build().unwrap())
-        .unwrap();
-    b.append_extension(
-        KeyUsage::new()
-            .critical()
-            .key_cert_sign()
-            .crl_sign()
-            .build()
-            .unwrap(),
-    )
-    .unwrap();
-    b.sign(&key, MessageDigest::sha256()).unwrap();
-    Ca {
-        cert: b.build(),
-        key,
-    }
-}
-
-impl Ca {
-    fn pem(&self) -> Vec<u8> {
-        self.cert.to_pem().unwrap()
-    }
-
-    /// A server certificate signed by this CA, valid for exactly these
-    /// names and addresses: (chain PEM, PKCS #8 key PEM).
-    fn leaf(&self, dns: &[&str], ips: &[&str]) -> (Vec<u8>, Vec<u8>) {
-        let key = key();
-        let mut b = X509::builder().unwrap();
-        b.set_version(2).unwrap();
-        b.set_serial_number(&serial()).unwrap();
-        b.set_subject_name(&name(dns.first().or(ips.first()).unwrap()))
-            .unwrap();
-        b.set_issuer_name(self.cert.subject_name()).unwrap();
-        b.set_pubkey(&key).unwrap();
-        b.set_not_before(&Asn1Time::days_from_now(0).unwrap())
-            .unwrap();
-        b.set_not_after(&Asn1Time::days_from_now(2).unwrap())
-            .unwrap();
-        let mut san = SubjectAlternativeName::new();
-        for d in dns {
-            san.dns(d);
-        }
-        for ip in ips {
-            san.ip(ip);
-        }
-        let san = san
-            .build(&b.x509v3_context(Some(&self.cert), None))
-            .unwrap();
-        b.append_extension(san).unwrap();
-        b.sign(&self.key, MessageDigest::sha256()).unwrap();
-        let mut chain = b.build().to_pem().unwrap();
-        chain.extend(self.pem());
-        (chain, key.private_key_to_pem_pkcs8().unwrap())
-    }
-}
-
-fn tls_server(cert: &(Vec<u8>, Vec<u8>)) -> MockServer {
-    MockServer::builder()
-        .tls(&cert.0, &cert.1)
-        .cluster("c-tls", "pw-tls")
-        .enrollment_token("tok-tls")
-        .start()
-}
-
-/// Options for `server` reached at `host`, trusting `roots`, with
-/// enrollment when `enroll`.
-fn tls_options(
+/// connect() must fail with `code` in the TLS handshake of this run's
+/// backend, saying `reason` (one of its words, any case), and the server must
+/// see no registration.
+fn assert_refused(
     server: &MockServer,
-    host: &str,
-    roots: &[Vec<u8>],
-    enroll: bool,
-) -> ClusterDaemonClientOptions {
-    let url = format!("https://{host}:{}", server.local_addr().port());
-    let mut creds = DaemonCredentials::new("c-tls", "pw-tls");
-    if enroll {
-        creds = creds.with_enrollment_token("tok-tls");
-    }
-    let mut o = ClusterDaemonClientOptions::new(&url, &url, creds);
-    if enroll {
-        o.enrollment = Some(EnrollmentOptions::new(
-            "/api/team-clusters/c-tls/healthcheck",
-        ));
-    }
-    o.socket.connect_timeout = Duration::from_secs(5);
-    o.socket.reconnect = false;
-    o.socket.tls = TlsOptions::default();
-    for r in roots {
-        o.socket.tls = o.socket.tls.with_root_certificate_pem(r.clone());
-    }
-    o
-}
-
-/// connect() must fail with `code`, and the server must see no registration.
-fn assert_refused(server: &MockServer, options: ClusterDaemonClientOptions, code: Code) {
+    options: ClusterDaemonClientOptions,
+    code: Code,
+    reasons: &[&str],
+) {
     let client = ClusterDaemonClient::new(options).unwrap();
     let err = client.connect().unwrap_err();
     assert_eq!(err.code(), code, "{err}");
+    let shown = err.to_string();
+    assert!(
+        shown.contains(&format!("TLS handshake ({BACKEND})")),
+        "{shown}"
+    );
+    let lower = shown.to_lowercase();
+    assert!(
+        reasons.iter().any(|r| lower.contains(&r.to_lowercase())),
+        "{shown} says none of {reasons:?}"
+    );
     assert!(!client.is_ready());
     client.disconnect();
     assert!(!server.events().iter().any(|e| matches!(
@@ -199,6 +87,11 @@ fn wss_and_https_enrollment_work_with_a_test_ca_given_through_tls_options() {
     assert_eq!(unexpected_panics(), 0);
 }
 
+/// What each backend says of a certificate from an unknown authority.
+const UNTRUSTED: &[&str] = &["certificate verify failed", "UnknownIssuer"];
+/// What each backend says of a certificate for another name.
+const WRONG_NAME: &[&str] = &["mismatch", "not valid for name"];
+
 #[test]
 fn untrusted_certificate_fails_the_socket_and_enrollment() {
     fail_on_unexpected_panics();
@@ -211,18 +104,16 @@ fn untrusted_certificate_fails_the_socket_and_enrollment() {
             &server,
             tls_options(&server, "127.0.0.1", &roots, false),
             Code::SocketConnectionFailed,
+            UNTRUSTED,
         );
         assert_refused(
             &server,
             tls_options(&server, "127.0.0.1", &roots, true),
             Code::EnrollmentFailed,
+            UNTRUSTED,
         );
     }
     assert_eq!(unexpected_panics(), 0);
-}
-
-fn ca_other() -> Ca {
-    ca("some other CA")
 }
 
 #[test]
@@ -235,11 +126,13 @@ fn wrong_host_name_fails_the_socket_and_enrollment() {
         &server,
         tls_options(&server, "127.0.0.1", &[ca.pem()], false),
         Code::SocketConnectionFailed,
+        WRONG_NAME,
     );
     assert_refused(
         &server,
         tls_options(&server, "127.0.0.1", &[ca.pem()], true),
         Code::EnrollmentFailed,
+        WRONG_NAME,
     );
     // A certificate only for 127.0.0.1, reached as localhost.
     let server = tls_server(&ca.leaf(&[], &["127.0.0.1"]));
@@ -247,12 +140,36 @@ fn wrong_host_name_fails_the_socket_and_enrollment() {
         &server,
         tls_options(&server, "localhost", &[ca.pem()], false),
         Code::SocketConnectionFailed,
+        WRONG_NAME,
     );
     assert_refused(
         &server,
         tls_options(&server, "localhost", &[ca.pem()], true),
         Code::EnrollmentFailed,
+        WRONG_NAME,
     );
+    assert_eq!(unexpected_panics(), 0);
+}
+
+/// The opt-out, for tests only: an unknown authority and another name are
+/// accepted, for the socket and for enrollment.
+#[test]
+fn danger_accept_invalid_certs_accepts_an_untrusted_certificate_for_another_name() {
+    fail_on_unexpected_panics();
+    let server = tls_server(&ca_other().leaf(&["volt.example.com"], &[]));
+    let mut options = tls_options(&server, "127.0.0.1", &[], true);
+    assert!(!options.socket.tls.danger_accept_invalid_certs);
+    options.socket.tls = options.socket.tls.with_danger_accept_invalid_certs(true);
+    let client = ClusterDaemonClient::new(options).unwrap();
+    client.connect().unwrap();
+    assert!(client.is_ready());
+    client.disconnect();
+    server
+        .expect_event(
+            |e| matches!(e, ServerEvent::Enrollment { status: 200, .. }),
+            LONG,
+        )
+        .unwrap();
     assert_eq!(unexpected_panics(), 0);
 }
 
