@@ -59,7 +59,7 @@ pub(crate) struct Shared {
     pub calls: Sender<Call>,
     pub waker: Waker,
     pub stopping: AtomicBool,
-    pub tls: Option<native_tls::TlsAcceptor>,
+    pub tls: Option<crate::tls::TlsAcceptor>,
     pub http_active: AtomicUsize,
     /// HTTP threads: a clone of their socket (to cut it on shutdown) and the handle.
     pub http_threads: Mutex<Vec<(Option<TcpStream>, JoinHandle<()>)>>,
@@ -197,7 +197,7 @@ pub(crate) struct Core {
 /// Starts the loop thread.
 pub(crate) fn start(
     config: ServerConfig,
-    tls: Option<native_tls::TlsAcceptor>,
+    tls: Option<crate::tls::TlsAcceptor>,
 ) -> io::Result<(Arc<Shared>, JoinHandle<()>)> {
     let std_listener = std::net::TcpListener::bind(config.listen)?;
     std_listener.set_nonblocking(true)?;
@@ -562,7 +562,7 @@ impl Core {
     /// Takes over a TLS stream whose upgrade request a handshake thread read.
     pub(crate) fn adopt_tls(
         &mut self,
-        tls: native_tls::TlsStream<TcpStream>,
+        tls: crate::tls::TlsStream,
         peer: SocketAddr,
         key: String,
         leftover: Vec<u8>,
@@ -1634,6 +1634,7 @@ impl Core {
                     installed_version: r.installed_version.clone(),
                     client: r.client.clone(),
                     connected_at: r.connected_at,
+                    client_certificate_subject: w.ws.get_ref().client_subject().map(str::to_owned),
                     heartbeats: r.heartbeats,
                     last_heartbeat: r.last_heartbeat.clone(),
                     last_heartbeat_at: r.last_heartbeat_at,

@@ -31,6 +31,7 @@ mod model;
 mod server;
 mod stream;
 mod timers;
+mod tls;
 mod wire;
 
 pub use config::{ServerConfig, TlsConfig};

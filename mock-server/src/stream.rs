@@ -7,7 +7,7 @@ use std::net::TcpStream;
 /// Plain TCP or TLS over TCP.
 pub(crate) enum Transport {
     Plain(TcpStream),
-    Tls(Box<native_tls::TlsStream<TcpStream>>),
+    Tls(Box<crate::tls::TlsStream>),
 }
 
 impl Transport {
@@ -55,6 +55,14 @@ impl Stream {
 
     pub(crate) fn tcp(&self) -> &TcpStream {
         self.transport.tcp()
+    }
+
+    /// The verified subject of the client certificate, when one was required.
+    pub(crate) fn client_subject(&self) -> Option<&str> {
+        match &self.transport {
+            Transport::Plain(_) => None,
+            Transport::Tls(s) => s.client_subject(),
+        }
     }
 
     fn write_raw(&mut self, buf: &[u8]) -> io::Result<usize> {

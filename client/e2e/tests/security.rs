@@ -332,6 +332,69 @@ fn no_secret_in_debug_output_error_display_or_trace_logs_of_a_full_session() {
     assert_eq!(unexpected_panics(), 0);
 }
 
+/// What a leaked PEM key would show as: each line of its base64 body, as
+/// text and as a derived `Debug` of its bytes would print them.
+fn pem_body_lines(pem: &[u8]) -> Vec<String> {
+    let lines: Vec<String> = String::from_utf8_lossy(pem)
+        .lines()
+        .filter(|l| !l.starts_with("-----") && l.len() >= 16)
+        .map(str::to_owned)
+        .collect();
+    let as_bytes = lines.iter().map(|l| {
+        let debug = format!("{:?}", &l.as_bytes()[..16]);
+        debug.trim_matches(['[', ']']).to_owned()
+    });
+    as_bytes.chain(lines.clone()).collect()
+}
+
+/// Issue 14: a client private key (mutual TLS) shows in no `Debug` output,
+/// no error, and no log line at any level, accepted or refused, on the
+/// socket and at enrollment.
+#[test]
+fn no_client_private_key_in_debug_output_errors_or_trace_logs_of_an_mtls_session() {
+    fail_on_unexpected_panics();
+    capture_logs();
+    let ca = ca("volt mTLS CA");
+    let cert = ca.leaf(&["localhost"], &["127.0.0.1"]);
+    let server = MockServer::builder()
+        .tls(&cert.0, &cert.1)
+        .tls_client_ca(&ca.pem())
+        .cluster("c-tls", "pw-tls")
+        .enrollment_token("tok-tls")
+        .start();
+    let mut shown = String::new();
+    let mut keys = Vec::new();
+    // Accepted (a certificate from the client CA), then refused (another CA's).
+    for (issuer, accepted) in [(&ca, true), (&ca_other(), false)] {
+        let (cert_pem, key_pem) = issuer.client("daemon-secrets");
+        keys.extend(pem_body_lines(&key_pem));
+        let mut options = tls_options(&server, "127.0.0.1", &[ca.pem()], true);
+        options.socket.tls = options.socket.tls.with_client_identity(cert_pem, key_pem);
+        shown += &format!("{options:?}\n{:?}\n", options.socket.tls.client_identity);
+        let client = ClusterDaemonClient::new(options).unwrap();
+        client.on_error(|_| {});
+        match client.connect() {
+            Ok(()) => assert!(accepted),
+            Err(e) => {
+                assert!(!accepted, "{e}");
+                shown += &format!("{e}\n{e:?}\n");
+            }
+        }
+        shown += &format!("{client:?}\n");
+        client.disconnect();
+    }
+    assert!(!keys.is_empty());
+    let logs = LOGS.lock().unwrap().clone();
+    for line in &keys {
+        assert!(
+            !shown.contains(line.as_str()),
+            "Debug or an error shows the key:\n{shown}"
+        );
+        assert!(!logs.contains(line.as_str()), "the logs show the key");
+    }
+    assert_eq!(unexpected_panics(), 0);
+}
+
 /// Guards the two workarounds: enrollment uses the client's own HTTP code
 /// (ureq-proto hex-dumps request heads at TRACE, Bearer token included), and
 /// the registration frame is written by the client (tungstenite logs every
