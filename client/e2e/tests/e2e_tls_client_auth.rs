@@ -17,7 +17,7 @@ use volt_daemon_client::{
 };
 use volt_testkit::{fail_on_unexpected_panics, unexpected_panics, MockServer, ServerEvent};
 
-use tls_support::{ca, ca_other, tls_options, Ca};
+use tls_support::{assert_refused, ca, ca_other, tls_options, Ca};
 
 const LONG: Duration = Duration::from_secs(10);
 
@@ -47,36 +47,12 @@ fn options(
 }
 
 /// The server's alert for a missing client certificate, as each backend
-/// words it (lowercase). With TLS 1.3 the server's verdict comes after the
+/// words it. With TLS 1.3 the server's verdict comes after the
 /// client's Finished, so it surfaces in the first read: the WebSocket
 /// upgrade, or the enrollment response.
 const NO_CERTIFICATE: &[&str] = &["alert certificate required", "alert: certificaterequired"];
 /// The server's alert for a client certificate from an unknown CA.
 const UNKNOWN_CA: &[&str] = &["alert unknown ca", "alert: unknownca"];
-
-/// connect() fails with `code`, with the TLS alert (one of `reasons`) in the
-/// message, and the server sees no registration and no enrollment.
-fn assert_refused(
-    server: &MockServer,
-    options: ClusterDaemonClientOptions,
-    code: Code,
-    reasons: &[&str],
-) {
-    let client = ClusterDaemonClient::new(options).unwrap();
-    let err = client.connect().unwrap_err();
-    assert_eq!(err.code(), code, "{err}");
-    let shown = err.to_string().to_lowercase();
-    assert!(
-        reasons.iter().any(|r| shown.contains(r)),
-        "{err} says none of {reasons:?}"
-    );
-    assert!(!client.is_ready());
-    client.disconnect();
-    assert!(!server.events().iter().any(|e| matches!(
-        e,
-        ServerEvent::Registered { .. } | ServerEvent::Enrollment { .. }
-    )));
-}
 
 #[test]
 fn a_client_certificate_from_the_client_ca_enrolls_connects_and_shows_its_subject() {

@@ -16,9 +16,10 @@ use openssl::x509::extension::{
 };
 use openssl::x509::{X509Builder, X509Name, X509};
 use volt_daemon_client::{
-    ClusterDaemonClientOptions, DaemonCredentials, EnrollmentOptions, TlsOptions,
+    ClusterDaemonClient, ClusterDaemonClientOptions, DaemonClientErrorCode, DaemonCredentials,
+    EnrollmentOptions, TlsOptions,
 };
-use volt_testkit::MockServer;
+use volt_testkit::{MockServer, ServerEvent};
 
 /// The client's TLS backend in this run, as its error messages name it.
 pub const BACKEND: &str = if cfg!(feature = "rustls") {
@@ -172,4 +173,31 @@ pub fn tls_options(
         o.socket.tls = o.socket.tls.with_root_certificate_pem(r.clone());
     }
     o
+}
+
+/// connect() must fail with `code`, its message saying one of `reasons`
+/// (in any case), and the server must see no registration and no
+/// enrollment. Returns the message.
+pub fn assert_refused(
+    server: &MockServer,
+    options: ClusterDaemonClientOptions,
+    code: DaemonClientErrorCode,
+    reasons: &[&str],
+) -> String {
+    let client = ClusterDaemonClient::new(options).unwrap();
+    let err = client.connect().unwrap_err();
+    assert_eq!(err.code(), code, "{err}");
+    let shown = err.to_string();
+    let lower = shown.to_lowercase();
+    assert!(
+        reasons.iter().any(|r| lower.contains(&r.to_lowercase())),
+        "{shown} says none of {reasons:?}"
+    );
+    assert!(!client.is_ready());
+    client.disconnect();
+    assert!(!server.events().iter().any(|e| matches!(
+        e,
+        ServerEvent::Registered { .. } | ServerEvent::Enrollment { .. }
+    )));
+    shown
 }
