@@ -26,6 +26,13 @@
 //! # Ok::<(), DaemonClientError>(())
 //! ```
 //!
+//! TLS (`wss://`, `https://` enrollment) runs on exactly one backend, a
+//! Cargo feature: `native-tls` (the default; the system's roots) or `rustls`
+//! (the webpki-roots bundle). Both or neither is a compile error.
+//! [`TlsOptions`] means the same on both: extra roots, a client certificate
+//! ([`TlsOptions::with_client_identity`]), verification always on unless
+//! the test-only `danger_accept_invalid_certs` is set.
+//!
 //! Threads (all named, all joined by [`ClusterDaemonClient::disconnect`]):
 //! `volt-conn` (connection state machine and the socket's only reader and
 //! writer), `volt-heartbeat`, `volt-handler-N` (reverse commands) and
