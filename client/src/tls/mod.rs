@@ -104,3 +104,43 @@ impl<S: Read + Write> Write for TlsStream<S> {
         self.0.flush()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_root_pem_with_no_certificate_fails_naming_the_step() {
+        let tls = TlsOptions::default().with_root_certificate_pem(b"not a certificate".to_vec());
+        let err = Connector::new(&tls).err().expect("a bad root must fail");
+        assert!(err.contains("root certificate"), "{err}");
+    }
+
+    #[test]
+    fn a_client_identity_that_cannot_be_read_fails_without_quoting_the_key() {
+        let cert = b"-----BEGIN CERTIFICATE-----\nMIIBnotacert\n-----END CERTIFICATE-----\n";
+        let key = b"-----BEGIN PRIVATE KEY-----\nc2VjcmV0LWtleS1ieXRlcy05ZjFh\n-----END PRIVATE KEY-----\n";
+        let tls = TlsOptions::default().with_client_identity(cert.to_vec(), key.to_vec());
+        let err = Connector::new(&tls)
+            .err()
+            .expect("a bad identity must fail");
+        assert!(err.contains("client"), "{err}");
+        assert!(!err.contains("c2VjcmV0"), "{err}");
+    }
+
+    #[test]
+    fn a_handshake_with_a_peer_that_closes_at_once_fails_with_a_reason() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        drop(listener.accept().unwrap());
+        client
+            .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+            .unwrap();
+        let connector = Connector::new(&TlsOptions::default()).unwrap();
+        match connector.connect("localhost", client) {
+            Handshake::Failed(why) => assert!(!why.is_empty()),
+            Handshake::Done(_) => panic!("no server, yet the handshake succeeded"),
+            Handshake::WouldBlock(_) => panic!("a blocking stream would block"),
+        }
+    }
+}
