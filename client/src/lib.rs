@@ -28,7 +28,8 @@
 //!
 //! TLS (`wss://`, `https://` enrollment) runs on exactly one backend, a
 //! Cargo feature: `native-tls` (the default; the system's roots) or `rustls`
-//! (the webpki-roots bundle). Both or neither is a compile error.
+//! (the webpki-roots bundle; with `rustls-platform-verifier`, the operating
+//! system's verifier and roots). Both or neither is a compile error.
 //! [`TlsOptions`] means the same on both: extra roots, a client certificate
 //! ([`TlsOptions::with_client_identity`]), verification always on unless
 //! the test-only `danger_accept_invalid_certs` is set.

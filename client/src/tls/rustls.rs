@@ -1,12 +1,14 @@
 //! The `rustls` backend: rustls on the ring provider, trusting the
-//! webpki-roots bundle (Mozilla's roots, compiled in) plus the extra roots.
+//! webpki-roots bundle (Mozilla's roots, compiled in) plus the extra roots;
+//! with the `rustls-platform-verifier` feature, the operating system's
+//! verifier and roots plus the extra roots instead.
 
 use std::io::{self, Read, Write};
 use std::sync::Arc;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
-use rustls::{ClientConfig, ClientConnection, DigitallySignedStruct, RootCertStore};
+use rustls::{ClientConfig, ClientConnection, DigitallySignedStruct};
 use rustls::{SignatureScheme, StreamOwned};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
@@ -29,7 +31,7 @@ impl Connector {
                 .dangerous()
                 .with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate(provider)))
         } else {
-            builder.with_root_certificates(roots(&tls.root_certificates_pem)?)
+            verified(builder, provider, &tls.root_certificates_pem)?
         };
         let config = match &tls.client_identity {
             None => builder.with_no_client_auth(),
@@ -57,9 +59,43 @@ impl Connector {
     }
 }
 
+type WantsVerifier = rustls::ConfigBuilder<ClientConfig, rustls::WantsVerifier>;
+type WantsClientCert = rustls::ConfigBuilder<ClientConfig, rustls::client::WantsClientCert>;
+
+/// Verification against the webpki-roots bundle plus `pems`.
+#[cfg(not(feature = "rustls-platform-verifier"))]
+fn verified(
+    builder: WantsVerifier,
+    _provider: Arc<CryptoProvider>,
+    pems: &[Vec<u8>],
+) -> Result<WantsClientCert, String> {
+    Ok(builder.with_root_certificates(roots(pems)?))
+}
+
+/// Verification by the operating system, trusting `pems` as well.
+#[cfg(feature = "rustls-platform-verifier")]
+fn verified(
+    builder: WantsVerifier,
+    provider: Arc<CryptoProvider>,
+    pems: &[Vec<u8>],
+) -> Result<WantsClientCert, String> {
+    let mut extra = Vec::new();
+    for pem in pems {
+        extra.extend(
+            certificates(pem).map_err(|e| format!("loading a root certificate failed: {e}"))?,
+        );
+    }
+    let verifier = rustls_platform_verifier::Verifier::new_with_extra_roots(extra, provider)
+        .map_err(|e| format!("loading the platform verifier failed: {e}"))?;
+    Ok(builder
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(verifier)))
+}
+
 /// The webpki-roots bundle plus every certificate in `pems`.
-fn roots(pems: &[Vec<u8>]) -> Result<RootCertStore, String> {
-    let mut roots = RootCertStore {
+#[cfg(not(feature = "rustls-platform-verifier"))]
+fn roots(pems: &[Vec<u8>]) -> Result<rustls::RootCertStore, String> {
+    let mut roots = rustls::RootCertStore {
         roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
     };
     for pem in pems {
