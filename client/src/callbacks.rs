@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
+use crate::connection_state::StateChange;
 use crate::error::DaemonClientError;
 use crate::protocol::message::TeamClusterDaemonMessage;
 use crate::reverse_channel::{CommandContext, CommandResult, HandlerError, ReverseChannelHandler};
@@ -151,6 +152,32 @@ impl ClusterDaemonClient {
         self.shared()
             .callbacks
             .password_rotated
+            .write()
+            .push(Arc::new(f));
+        self
+    }
+
+    /// Called with each change of [`state`](Self::state): the new state,
+    /// the previous one and why, in order, on `volt-events` (with the other
+    /// callbacks). `on_connected` and `on_disconnected` still fire as well.
+    ///
+    /// ```
+    /// # use volt_daemon_client::*;
+    /// # let client = ClusterDaemonClient::new(ClusterDaemonClientOptions::new(
+    /// #     "http://127.0.0.1:8080", "ws://127.0.0.1:8080", DaemonCredentials::new("cluster-1", "pw"),
+    /// # )).unwrap();
+    /// client.on_state_change(|change| match &change.state {
+    ///     ConnectionState::Reconnecting { attempt, delay } => {
+    ///         eprintln!("reconnecting (attempt {attempt}) in {delay:?}: {}", change.reason)
+    ///     }
+    ///     ConnectionState::GaveUp { attempts } => eprintln!("gave up after {attempts}"),
+    ///     other => eprintln!("{other:?}"),
+    /// });
+    /// ```
+    pub fn on_state_change(&self, f: impl Fn(&StateChange) + Send + Sync + 'static) -> &Self {
+        self.shared()
+            .callbacks
+            .state_change
             .write()
             .push(Arc::new(f));
         self

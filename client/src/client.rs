@@ -9,40 +9,49 @@ use mio::Waker;
 use parking_lot::{Mutex, RwLock};
 use serde_json::Value;
 
+use crate::connection::OutboxError;
 use crate::connection::{self, ConnContext};
-use crate::enrollment;
+use crate::connection_state::{ConnectionState, StateCell};
+use crate::drain::{draining_error, DrainGate};
 use crate::error::{DaemonClientError, DaemonClientErrorCode};
 use crate::events::{self, Callbacks, ClientEvent, EventSink, EventThread};
 use crate::options::ClusterDaemonClientOptions;
-use crate::outbox::OutboxError;
 use crate::pending::{Link, PendingCommand};
 use crate::protocol::envelope::VoltEvent;
 use crate::protocol::message::TeamClusterDaemonMessage;
 use crate::reverse_channel::{HandlerPool, Handlers};
+use crate::stats::ClientStats;
 use crate::worker::Worker;
 
 /// State shared by the handle and the client's threads.
 pub(crate) struct Shared {
     pub(crate) options: ClusterDaemonClientOptions,
     pub(crate) password: RwLock<String>,
-    enrolled: AtomicBool,
+    pub(crate) enrolled: AtomicBool,
     pub(crate) link: Arc<Link>,
     pub(crate) handlers: Arc<Handlers>,
     pub(crate) callbacks: Arc<Callbacks>,
-    runtime: Mutex<Option<Runtime>>,
-    connecting: Mutex<()>,
-    generation: AtomicU64,
+    pub(crate) runtime: Mutex<Option<Runtime>>,
+    pub(crate) connecting: Mutex<()>,
+    pub(crate) generation: AtomicU64,
+    /// Where the connection is, and who waits for it (`wait_ready`).
+    pub(crate) state: StateCell,
+    /// Dropped once `on_password_rotated` ran for the last rotation: the
+    /// next registration waits for it before asking a password provider.
+    pub(crate) rotation_ack: Mutex<Option<crossbeam_channel::Receiver<()>>>,
+    /// Handler jobs in flight, and the refusals of a drain.
+    pub(crate) drain: Arc<DrainGate>,
 }
 
 /// The threads of one connect() .. disconnect() span.
-struct Runtime {
-    sink: EventSink,
+pub(crate) struct Runtime {
+    pub(crate) sink: EventSink,
     events: EventThread,
     pool: HandlerPool,
-    conn: Option<ConnThread>,
+    pub(crate) conn: Option<ConnThread>,
 }
 
-struct ConnThread {
+pub(crate) struct ConnThread {
     worker: Worker,
     stop: Arc<AtomicBool>,
     waker: Arc<Waker>,
@@ -120,6 +129,9 @@ impl ClusterDaemonClient {
                     runtime: Mutex::new(None),
                     connecting: Mutex::new(()),
                     generation: AtomicU64::new(0),
+                    state: StateCell::default(),
+                    rotation_ack: Mutex::new(None),
+                    drain: Arc::default(),
                 }),
             }),
         })
@@ -136,7 +148,12 @@ impl ClusterDaemonClient {
 
     /// Enrollment (once, when configured), then socket, registration and
     /// heartbeat. Returns once ready, or with the first error: a failed
-    /// first connect is not retried. A no-op when already ready.
+    /// first connect is not retried, unless `socket.retry_initial_connect`
+    /// (then it is [`connect_in_background`](Self::connect_in_background)
+    /// followed by [`wait_ready`](Self::wait_ready) with no timeout, and
+    /// `disconnect()` from another thread ends it). With
+    /// `socket.fallback_urls`, a first connect that is not retried tries
+    /// each URL once. A no-op when already ready.
     ///
     /// ```no_run
     /// # use volt_daemon_client::*;
@@ -228,7 +245,8 @@ impl ClusterDaemonClient {
     }
 
     /// Sends a command now; [`PendingCommand::wait`] gives its outcome.
-    /// `SOCKET_NOT_READY` at once when not ready.
+    /// `SOCKET_NOT_READY` at once when not ready, or while
+    /// [`drain`](Self::drain) runs ("draining").
     ///
     /// ```
     /// # use volt_daemon_client::*;
@@ -255,6 +273,9 @@ impl ClusterDaemonClient {
         payload: Option<Value>,
         timeout: Duration,
     ) -> Result<PendingCommand, DaemonClientError> {
+        if self.shared().drain.is_draining() {
+            return Err(draining_error());
+        }
         self.shared().link.start_pending(command, payload, timeout)
     }
 
@@ -286,7 +307,8 @@ impl ClusterDaemonClient {
     }
 
     /// Sends a fire-and-forget message. `EMIT_FAILED` when not ready or when
-    /// it cannot be queued; `PAYLOAD_TOO_LARGE` over the server's `maxPayload`.
+    /// it cannot be queued; `PAYLOAD_TOO_LARGE` over the server's `maxPayload`;
+    /// `SOCKET_NOT_READY` ("draining") while [`drain`](Self::drain) runs.
     ///
     /// ```
     /// # use volt_daemon_client::*;
@@ -300,6 +322,9 @@ impl ClusterDaemonClient {
     /// assert_eq!(client.emit(&msg).unwrap_err().code(), DaemonClientErrorCode::EmitFailed);
     /// ```
     pub fn emit(&self, message: &TeamClusterDaemonMessage) -> Result<(), DaemonClientError> {
+        if self.shared().drain.is_draining() {
+            return Err(draining_error());
+        }
         let emit_failed =
             |why: &str| DaemonClientError::new(DaemonClientErrorCode::EmitFailed, why);
         let Some((outbox, namespace)) = self.shared().link.outbox() else {
@@ -307,14 +332,16 @@ impl ClusterDaemonClient {
         };
         let out = VoltEvent::Message(message.clone()).encode(&namespace);
         let deadline = std::time::Instant::now() + self.shared().options.command_timeout;
-        outbox.send(&out, deadline).map_err(|e| match e {
-            OutboxError::TooLarge { size, max } => DaemonClientError::new(
-                DaemonClientErrorCode::PayloadTooLarge,
-                format!("message is {size} bytes; the server accepts {max}"),
-            ),
-            OutboxError::Timeout => emit_failed("the outgoing queue stayed full"),
-            OutboxError::Closed => emit_failed("the connection was lost"),
-        })
+        let sent = outbox.send(&out, deadline);
+        sent.inspect(|()| self.shared().link.stats.message_out())
+            .map_err(|e| match e {
+                OutboxError::TooLarge { size, max } => DaemonClientError::new(
+                    DaemonClientErrorCode::PayloadTooLarge,
+                    format!("message is {size} bytes; the server accepts {max}"),
+                ),
+                OutboxError::Timeout => emit_failed("the outgoing queue stayed full"),
+                OutboxError::Closed => emit_failed("the connection was lost"),
+            })
     }
 
     /// The team cluster id.
@@ -343,6 +370,31 @@ impl ClusterDaemonClient {
         self.shared().password.read().clone()
     }
 
+    /// A snapshot of the client's figures: commands and their outcomes,
+    /// reverse commands by status class, messages, bytes and frames,
+    /// reconnections, queues, and the command round-trip latency. Cheap:
+    /// a few dozen relaxed loads and one short lock of the pending table.
+    ///
+    /// ```
+    /// # use volt_daemon_client::*;
+    /// # let client = ClusterDaemonClient::new(ClusterDaemonClientOptions::new(
+    /// #     "http://127.0.0.1:8080", "ws://127.0.0.1:8080", DaemonCredentials::new("cluster-1", "pw"),
+    /// # )).unwrap();
+    /// let stats = client.stats();
+    /// assert_eq!(stats.commands_in_flight, 0);
+    /// println!("{}", serde_json::to_string(&stats).unwrap()); // one line for the log
+    /// ```
+    pub fn stats(&self) -> ClientStats {
+        let shared = self.shared();
+        let queued = shared
+            .runtime
+            .lock()
+            .as_ref()
+            .map_or(0, |r| r.pool.queued());
+        let link = &shared.link;
+        link.stats.snapshot(link.pending_count(), queued)
+    }
+
     /// Commands awaiting a reply (diagnostics).
     pub fn pending_commands(&self) -> usize {
         self.shared().link.pending_count()
@@ -354,13 +406,15 @@ impl Shared {
         let spawn_failed = |e: std::io::Error| {
             DaemonClientError::connection(format!("spawning a thread failed: {e}"))
         };
-        let (sink, events) = events::spawn(self.callbacks.clone()).map_err(spawn_failed)?;
+        let (sink, events) =
+            events::spawn(self.callbacks.clone(), self.link.stats.clone()).map_err(spawn_failed)?;
         let pool = HandlerPool::spawn(
             self.options.handlers.threads,
             self.options.handlers.queue_capacity,
             self.handlers.clone(),
             sink.clone(),
             self.options.command_timeout,
+            self.drain.clone(),
         )
         .map_err(spawn_failed)?;
         Ok(Runtime {
@@ -372,6 +426,10 @@ impl Shared {
     }
 
     fn connect(self: &Arc<Self>) -> Result<(), DaemonClientError> {
+        if self.options.socket.retry_initial_connect {
+            self.connect_in_background()?;
+            return self.state.wait_ready(None);
+        }
         let mut after = AfterConnect::default();
         let result = {
             let _one_at_a_time = self.connecting.lock();
@@ -379,7 +437,8 @@ impl Shared {
                 return Ok(());
             }
             let result = self.try_connect(&mut after);
-            if result.is_err() {
+            if let Err(e) = &result {
+                self.fail_span(e);
                 // A failed connect() leaves no thread behind and nothing
                 // retrying. Taken now, stopped once the lock is let go.
                 after.teardown = self.take_runtime();
@@ -397,41 +456,51 @@ impl Shared {
         self.ensure_runtime()?;
         self.enroll_once(after)?;
         let (first_tx, first_rx) = crossbeam_channel::bounded(1);
-        {
-            let mut rt = self.runtime.lock();
-            let Some(runtime) = rt.as_mut() else {
-                return Err(interrupted());
-            };
-            if self.generation.load(Ordering::Acquire) != generation {
-                return Err(interrupted());
-            }
-            let stop = Arc::new(AtomicBool::new(false));
-            let (reactor, waker) = connection::reactor(stop.clone()).map_err(|e| {
-                DaemonClientError::connection(format!("creating the poller failed: {e}"))
-            })?;
-            let ctx = ConnContext {
-                shared: self.clone(),
-                events: runtime.sink.clone(),
-                jobs: runtime.pool.sender(),
-                stop: stop.clone(),
-                first: Some(first_tx),
-            };
-            let worker = connection::spawn(ctx, reactor, waker.clone()).map_err(|e| {
-                DaemonClientError::connection(format!("spawning a thread failed: {e}"))
-            })?;
-            runtime.conn = Some(ConnThread {
-                worker,
-                stop,
-                waker,
-            });
-        }
+        self.spawn_conn(generation, Some(first_tx), false)?;
         // The connection thread always answers: it is bounded by connect_timeout.
         first_rx.recv().unwrap_or_else(|_| Err(interrupted()))
     }
 
+    /// Starts `volt-conn` for the span of `generation` (unless it ended):
+    /// `first` hears how the first attempt ended; `enroll` has it enroll.
+    pub(crate) fn spawn_conn(
+        self: &Arc<Self>,
+        generation: u64,
+        first: Option<crossbeam_channel::Sender<Result<(), DaemonClientError>>>,
+        enroll: bool,
+    ) -> Result<(), DaemonClientError> {
+        let mut rt = self.runtime.lock();
+        let Some(runtime) = rt.as_mut() else {
+            return Err(interrupted());
+        };
+        if self.generation.load(Ordering::Acquire) != generation {
+            return Err(interrupted());
+        }
+        let stop = Arc::new(AtomicBool::new(false));
+        let (reactor, waker) = connection::reactor(stop.clone()).map_err(|e| {
+            DaemonClientError::connection(format!("creating the poller failed: {e}"))
+        })?;
+        let ctx = ConnContext {
+            shared: self.clone(),
+            events: runtime.sink.clone(),
+            jobs: runtime.pool.sender(),
+            stop: stop.clone(),
+            first,
+            enroll,
+        };
+        let worker = connection::spawn(ctx, reactor, waker.clone())
+            .map_err(|e| DaemonClientError::connection(format!("spawning a thread failed: {e}")))?;
+        runtime.conn = Some(ConnThread {
+            worker,
+            stop,
+            waker,
+        });
+        Ok(())
+    }
+
     /// Starts the event thread and the handler pool if needed, and stops a
     /// connection thread still backing off: this attempt replaces it.
-    fn ensure_runtime(&self) -> Result<(), DaemonClientError> {
+    pub(crate) fn ensure_runtime(&self) -> Result<(), DaemonClientError> {
         let old = {
             let mut rt = self.runtime.lock();
             if rt.is_none() {
@@ -449,22 +518,18 @@ impl Shared {
     /// thread; a disconnect() meanwhile fails this connect() once the request
     /// returns, but a password the server rotated is kept (the token is spent).
     fn enroll_once(&self, after: &mut AfterConnect) -> Result<(), DaemonClientError> {
-        if self.enrolled.load(Ordering::Acquire) {
+        if !self.enrollment_due() {
             return Ok(());
         }
-        let Some((enrollment, token)) = enrollment::wanted(&self.options) else {
-            return Ok(());
-        };
         let generation = self.generation.load(Ordering::Acquire);
-        let current = self.password.read().clone();
-        let rotated = enrollment::enroll(&self.options, enrollment, token, &current)?;
-        self.enrolled.store(true, Ordering::Release);
-        if let Some(new_password) = rotated {
-            log::info!("enrollment rotated the daemon password");
-            *self.password.write() = new_password.clone();
+        let sink = self.runtime.lock().as_ref().map(|r| r.sink.clone());
+        if let Some(sink) = &sink {
+            self.set_state(sink, ConnectionState::Enrolling, "enrollment due");
+        }
+        if let Some(new_password) = self.enroll_if_due()? {
             let sink = self.runtime.lock().as_ref().map(|r| r.sink.clone());
             match sink {
-                Some(sink) => sink.post(ClientEvent::PasswordRotated(new_password)),
+                Some(sink) => self.report_rotation(&sink, new_password),
                 // Disconnected meanwhile: the daemon must still learn it,
                 // on this thread once connect() let its lock go.
                 None => after.rotated = Some(new_password),
@@ -484,12 +549,12 @@ impl Shared {
 
     /// Ends the current span: a connect() in progress fails, and the
     /// threads are the caller's to stop.
-    fn take_runtime(&self) -> Option<Runtime> {
+    pub(crate) fn take_runtime(&self) -> Option<Runtime> {
         self.generation.fetch_add(1, Ordering::AcqRel);
         self.runtime.lock().take()
     }
 
-    fn stop_runtime(&self, runtime: Runtime) {
+    pub(crate) fn stop_runtime(&self, runtime: Runtime) {
         let Runtime {
             sink,
             events,
@@ -500,6 +565,9 @@ impl Shared {
             c.stop_and_join();
         }
         self.link.detach("the client disconnected");
+        self.state.end("io client disconnect", |c| {
+            sink.post(ClientEvent::StateChanged(c))
+        });
         pool.stop();
         drop(sink);
         // Other threads may still hold a sink (a handler calling disconnect()
@@ -527,11 +595,11 @@ impl AfterConnect {
         if let Some(new_password) = self.rotated {
             shared
                 .callbacks
-                .dispatch(&ClientEvent::PasswordRotated(new_password));
+                .dispatch(&ClientEvent::PasswordRotated(new_password, None));
         }
     }
 }
 
-fn interrupted() -> DaemonClientError {
+pub(crate) fn interrupted() -> DaemonClientError {
     DaemonClientError::connection("connect() interrupted by disconnect()")
 }

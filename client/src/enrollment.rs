@@ -55,7 +55,15 @@ pub(crate) fn enroll(
     let body = serde_json::to_vec(&body)
         .map_err(|e| failed(format!("encoding the enrollment request failed: {e}")))?;
     log::info!("enrolling cluster {} at {shown}", creds.team_cluster_id);
-    let result = http::post_json(&url, token, &body, &options.socket.tls, enrollment.timeout);
+    let proxy = enrollment.proxy.as_ref().unwrap_or(&options.socket.proxy);
+    let result = http::post_json(
+        &url,
+        token,
+        &body,
+        &options.socket.tls,
+        proxy,
+        enrollment.timeout,
+    );
     let response = match result {
         Ok(r) => r,
         // The head arrived but not the body: a failure status is still

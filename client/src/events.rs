@@ -7,8 +7,10 @@ use std::sync::Arc;
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use parking_lot::RwLock;
 
+use crate::connection_state::StateChange;
 use crate::error::DaemonClientError;
 use crate::protocol::message::TeamClusterDaemonMessage;
+use crate::stats::Stats;
 use crate::worker::Worker;
 
 /// Events waiting for the callback thread. When a callback blocks long
@@ -22,8 +24,11 @@ pub(crate) enum ClientEvent {
     Disconnected(String),
     Error(DaemonClientError),
     Message(TeamClusterDaemonMessage),
-    /// Carries the new password: never logged.
-    PasswordRotated(String),
+    /// Carries the new password: never logged. The sender, when there is
+    /// one, is dropped once the callbacks ran (or the event was dropped):
+    /// a registration waits for that before asking a password provider.
+    PasswordRotated(String, Option<Sender<()>>),
+    StateChanged(StateChange),
 }
 
 impl ClientEvent {
@@ -33,7 +38,8 @@ impl ClientEvent {
             ClientEvent::Disconnected(_) => "disconnected",
             ClientEvent::Error(_) => "error",
             ClientEvent::Message(_) => "message",
-            ClientEvent::PasswordRotated(_) => "password-rotated",
+            ClientEvent::PasswordRotated(..) => "password-rotated",
+            ClientEvent::StateChanged(_) => "state-change",
         }
     }
 }
@@ -49,6 +55,7 @@ pub(crate) struct Callbacks {
     pub(crate) error: Cb<dyn Fn(&DaemonClientError) + Send + Sync>,
     pub(crate) message: Cb<dyn Fn(&TeamClusterDaemonMessage) + Send + Sync>,
     pub(crate) password_rotated: Cb<dyn Fn(&str) + Send + Sync>,
+    pub(crate) state_change: Cb<dyn Fn(&StateChange) + Send + Sync>,
 }
 
 fn snapshot<T: ?Sized>(list: &Cb<T>) -> Vec<Arc<T>> {
@@ -64,9 +71,12 @@ impl Callbacks {
                 .for_each(|f| guard(|| f(r))),
             ClientEvent::Error(e) => snapshot(&self.error).iter().for_each(|f| guard(|| f(e))),
             ClientEvent::Message(m) => snapshot(&self.message).iter().for_each(|f| guard(|| f(m))),
-            ClientEvent::PasswordRotated(p) => snapshot(&self.password_rotated)
+            ClientEvent::PasswordRotated(p, _ack) => snapshot(&self.password_rotated)
                 .iter()
                 .for_each(|f| guard(|| f(p))),
+            ClientEvent::StateChanged(c) => snapshot(&self.state_change)
+                .iter()
+                .for_each(|f| guard(|| f(c))),
         }
     }
 }
@@ -82,6 +92,8 @@ fn guard(f: impl FnOnce()) {
 #[derive(Clone)]
 pub(crate) struct EventSink {
     tx: Sender<ClientEvent>,
+    /// Counts the events dropped.
+    stats: Arc<Stats>,
 }
 
 impl EventSink {
@@ -89,6 +101,7 @@ impl EventSink {
         match self.tx.try_send(event) {
             Ok(()) => {}
             Err(TrySendError::Full(e)) => {
+                self.stats.event_dropped();
                 log::warn!(
                     "callback queue full ({EVENT_QUEUE_CAPACITY}): dropped a {} event",
                     e.kind()
@@ -122,11 +135,14 @@ impl EventThread {
     }
 }
 
-pub(crate) fn spawn(callbacks: Arc<Callbacks>) -> std::io::Result<(EventSink, EventThread)> {
+pub(crate) fn spawn(
+    callbacks: Arc<Callbacks>,
+    stats: Arc<Stats>,
+) -> std::io::Result<(EventSink, EventThread)> {
     let (tx, rx) = crossbeam_channel::bounded(EVENT_QUEUE_CAPACITY);
     let (stop, stop_rx) = crossbeam_channel::bounded::<()>(0);
     let worker = Worker::spawn("volt-events", move || run(rx, stop_rx, &callbacks))?;
-    Ok((EventSink { tx }, EventThread { worker, stop }))
+    Ok((EventSink { tx, stats }, EventThread { worker, stop }))
 }
 
 fn run(rx: Receiver<ClientEvent>, stop: Receiver<()>, callbacks: &Callbacks) {

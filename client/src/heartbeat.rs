@@ -113,6 +113,7 @@ impl Loop {
                     return true;
                 }
                 if self.link.remove(id) {
+                    self.link.stats.command_timed_out();
                     self.events
                         .error(timeout_error(HEARTBEAT_COMMAND, self.command_timeout));
                 }

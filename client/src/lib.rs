@@ -43,16 +43,21 @@ mod backoff;
 mod callbacks;
 mod client;
 mod connection;
+mod connection_state;
+mod credentials;
+mod drain;
 mod enrollment;
 mod error;
 mod events;
 mod heartbeat;
 mod http;
+mod lifecycle;
 mod options;
-mod outbox;
 mod pending;
+mod proxy;
 mod reverse_channel;
 mod slot;
+mod stats;
 mod tls;
 
 mod worker;
@@ -61,13 +66,18 @@ mod write_policy;
 pub use backoff::Backoff;
 pub use client::ClusterDaemonClient;
 pub(crate) use client::Shared;
+pub use connection_state::{ConnectionState, StateChange};
+pub use drain::DrainReport;
 pub use error::{DaemonClientError, DaemonClientErrorCode};
 pub use heartbeat::HEARTBEAT_COMMAND;
 pub use options::{
     ClientIdentity, ClusterDaemonClientOptions, DaemonCredentials, EnrollmentOptions,
-    HandlerPoolOptions, HeartbeatOptions, PayloadFactory, SocketOptions, TlsOptions,
+    HandlerPoolOptions, HeartbeatOptions, PasswordProvider, PayloadFactory, SocketOptions,
+    TlsOptions,
 };
 pub use pending::PendingCommand;
+pub use proxy::{ProxyCredentials, ProxyOptions};
+pub use stats::{ClientStats, LatencyStats, ReverseCommandStats};
 pub use volt_protocol::message::{TeamClusterDaemonMessage, TunnelStatus};
 // The codec lives in its own crate; inside the client it reads as a module.
 pub use reverse_channel::{CommandContext, CommandResult, HandlerError, ReverseChannelHandler};

@@ -11,6 +11,7 @@ use serde_json::Value;
 use crate::connection::Target;
 use crate::enrollment;
 use crate::error::{DaemonClientError, DaemonClientErrorCode};
+use crate::proxy::ProxyOptions;
 
 /// `with_*` builders that set one field each.
 macro_rules! builders {
@@ -44,7 +45,15 @@ pub struct DaemonCredentials {
     pub enrollment_token: Option<String>,
     /// The daemon's version, sent at enrollment and registration (`null` when absent).
     pub installed_version: Option<String>,
+    /// Called for the password before every registration (and enrollment);
+    /// `daemon_password` is used when absent. See
+    /// [`with_password_provider`](Self::with_password_provider).
+    pub password_provider: Option<PasswordProvider>,
 }
+
+/// Gives the password to register with; see
+/// [`DaemonCredentials::with_password_provider`].
+pub type PasswordProvider = Arc<dyn Fn() -> String + Send + Sync + 'static>;
 
 impl DaemonCredentials {
     /// Credentials with no enrollment token and no version.
@@ -54,6 +63,7 @@ impl DaemonCredentials {
             daemon_password: daemon_password.into(),
             enrollment_token: None,
             installed_version: None,
+            password_provider: None,
         }
     }
 
@@ -68,6 +78,37 @@ impl DaemonCredentials {
         self.installed_version = Some(version.into());
         self
     }
+
+    /// Asks `provider` for the password before every registration (each
+    /// reconnection included) and for the enrollment request, instead of
+    /// using `daemon_password`: a password rotated by another process, or
+    /// kept in a secret store, is never stale. It runs on `volt-conn` (the
+    /// enrollment of a blocking `connect()` on its caller), with no lock
+    /// held; a panic in it is logged and `daemon_password` (or the password
+    /// enrollment rotated) is used for that attempt.
+    ///
+    /// When enrollment rotates the password, the rotated one is still
+    /// reported to `on_password_rotated` and returned by
+    /// `daemon_password()`, but the provider decides what is used: the next
+    /// registration waits (up to `connect_timeout`) until the
+    /// `on_password_rotated` callbacks ran, so a provider that reads where
+    /// they persist it sees the new password.
+    ///
+    /// ```
+    /// use volt_daemon_client::DaemonCredentials;
+    /// let c = DaemonCredentials::new("cluster-1", "initial").with_password_provider(|| {
+    ///     std::fs::read_to_string("/run/secrets/volt-password").unwrap_or_default()
+    /// });
+    /// assert!(c.password_provider.is_some());
+    /// assert!(!format!("{c:?}").contains("initial"));
+    /// ```
+    pub fn with_password_provider(
+        mut self,
+        provider: impl Fn() -> String + Send + Sync + 'static,
+    ) -> Self {
+        self.password_provider = Some(Arc::new(provider));
+        self
+    }
 }
 
 impl fmt::Debug for DaemonCredentials {
@@ -80,6 +121,7 @@ impl fmt::Debug for DaemonCredentials {
                 &self.enrollment_token.as_ref().map(|_| "<redacted>"),
             )
             .field("installed_version", &self.installed_version)
+            .field("password_provider", &self.password_provider.is_some())
             .finish()
     }
 }
@@ -100,6 +142,8 @@ pub struct EnrollmentOptions {
     pub enabled: Option<bool>,
     /// Bound on the whole exchange (10 s).
     pub timeout: Duration,
+    /// The proxy for enrollment; `None` takes `SocketOptions::proxy`.
+    pub proxy: Option<ProxyOptions>,
 }
 
 impl EnrollmentOptions {
@@ -109,6 +153,7 @@ impl EnrollmentOptions {
             url: url.into(),
             enabled: None,
             timeout: Duration::from_secs(10),
+            proxy: None,
         }
     }
 
@@ -117,6 +162,8 @@ impl EnrollmentOptions {
         with_enabled: enabled: Option<bool>;
         /// Sets the bound on the whole exchange.
         with_timeout: timeout: Duration;
+        /// Sets the proxy for enrollment (`None`: the socket's).
+        with_proxy: proxy: Option<ProxyOptions>;
     }
 }
 
@@ -324,6 +371,19 @@ pub struct SocketOptions {
     pub tls: TlsOptions,
     /// Seed for reproducible jitter and backoff (tests).
     pub rng_seed: Option<u64>,
+    /// Retry a failed first connect with the reconnection backoff, until
+    /// it succeeds, `max_reconnect_attempts` is spent or `disconnect()` is
+    /// called (false: `connect()` fails with the first error). A refused
+    /// registration, an enrollment answered 4xx and invalid options still
+    /// fail at once.
+    pub retry_initial_connect: bool,
+    /// More control socket URLs: attempts walk `control_socket_url` and
+    /// these in turn, the backoff growing per full round; after a loss the
+    /// URL that registered last is tried first.
+    pub fallback_urls: Vec<String>,
+    /// The HTTP proxy (for enrollment too, unless it has its own); by
+    /// default the environment's (`HTTPS_PROXY`, `NO_PROXY`, ...), if any.
+    pub proxy: ProxyOptions,
 }
 
 impl Default for SocketOptions {
@@ -340,6 +400,9 @@ impl Default for SocketOptions {
             max_incoming_frame_bytes: 16 * 1024 * 1024,
             tls: TlsOptions::default(),
             rng_seed: None,
+            retry_initial_connect: false,
+            fallback_urls: Vec::new(),
+            proxy: ProxyOptions::default(),
         }
     }
 }
@@ -368,6 +431,12 @@ impl SocketOptions {
         with_tls: tls: TlsOptions;
         /// Sets the seed for reproducible jitter and backoff.
         with_rng_seed: rng_seed: Option<u64>;
+        /// Retries a failed first connect with the reconnection backoff, or not.
+        with_retry_initial_connect: retry_initial_connect: bool;
+        /// Sets the control socket URLs tried after `control_socket_url`.
+        with_fallback_urls: fallback_urls: Vec<String>;
+        /// Sets the HTTP proxy.
+        with_proxy: proxy: ProxyOptions;
     }
 }
 
@@ -481,6 +550,10 @@ impl ClusterDaemonClientOptions {
             return Err(socket("team_cluster_id is empty"));
         }
         Target::parse(&self.control_socket_url, &self.socket).map_err(|e| socket(&e))?;
+        for url in &self.socket.fallback_urls {
+            Target::parse(url, &self.socket)
+                .map_err(|e| socket(&format!("socket.fallback_urls: {e}")))?;
+        }
         let s = &self.socket;
         if !s.namespace.starts_with('/') || s.namespace.contains(',') {
             return Err(socket(
@@ -496,6 +569,9 @@ impl ClusterDaemonClientOptions {
         if self.handlers.threads == 0 {
             return Err(socket("handlers.threads must be at least 1"));
         }
+        s.proxy
+            .validate()
+            .map_err(|e| socket(&format!("socket.proxy: {e}")))?;
         if let Some(e) = &self.enrollment {
             if e.enabled == Some(true) && self.credentials.enrollment_token.is_none() {
                 return Err(config_error(
@@ -506,6 +582,11 @@ impl ClusterDaemonClientOptions {
             if e.enabled != Some(false) {
                 enrollment::resolve_url(&self.server_url, &e.url)
                     .map_err(|m| config_error(EnrollmentFailed, m))?;
+                if let Some(p) = &e.proxy {
+                    p.validate().map_err(|m| {
+                        config_error(EnrollmentFailed, format!("enrollment.proxy: {m}"))
+                    })?;
+                }
             }
         }
         Ok(())

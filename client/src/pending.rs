@@ -14,13 +14,14 @@ use parking_lot::Mutex;
 use serde_json::value::RawValue;
 use serde_json::Value;
 
+use crate::connection::{Flush, Frames, Outbox, OutboxError};
 use crate::error::{DaemonClientError, DaemonClientErrorCode};
-use crate::outbox::{Flush, Frames, Outbox, OutboxError};
 use crate::protocol::envelope::{
     encode_command_into, scan_command_response, CommandResponse, CommandResponseRef, ErrorBody,
     ScannedResponse,
 };
 use crate::slot::{Delivery, Reply, Slot};
+use crate::stats::Stats;
 use crate::write_policy::{self, Writer};
 
 /// A command's text is encoded into this thread's buffer, then copied
@@ -85,6 +86,8 @@ struct LinkState {
 #[derive(Default)]
 pub(crate) struct Link {
     state: Mutex<LinkState>,
+    /// The client's counters (stats.rs), on lines of their own.
+    pub(crate) stats: Arc<Stats>,
     /// How the I/O thread last went to sleep: the commands in flight it
     /// saw and whether its sleep was capped (tests wait on it).
     #[cfg(test)]
@@ -140,15 +143,22 @@ impl PendingCommand {
         self.settled = true;
         let slot = self.slot();
         if let Some(outcome) = slot.take(Some(self.deadline)) {
+            let stats = &self.link.stats;
+            stats.round_trip(self.deadline, self.timeout, &outcome);
             return outcome;
         }
         // Whoever removes the entry decides the outcome, so there is exactly
         // one: the caller (timeout), or the I/O thread, which delivers at once.
         if self.link.remove(self.id) {
+            self.link.stats.command_timed_out();
             Err(timeout_error(&slot.command(), self.timeout))
         } else {
-            slot.take(None)
-                .unwrap_or_else(|| Err(DaemonClientError::not_ready("connection lost")))
+            let outcome = slot
+                .take(None)
+                .unwrap_or_else(|| Err(DaemonClientError::not_ready("connection lost")));
+            let stats = &self.link.stats;
+            stats.round_trip(self.deadline, self.timeout, &outcome);
+            outcome
         }
     }
 
@@ -183,6 +193,7 @@ pub(crate) fn timeout_error(command: &str, timeout: Duration) -> DaemonClientErr
 impl Link {
     /// Makes the link ready with a new connection's outbox.
     pub(crate) fn attach(&self, outbox: Outbox, namespace: &str) {
+        self.stats.set_connected(true);
         self.state.lock().conn = Some(Arc::new(LiveConn {
             outbox,
             namespace: Arc::from(namespace),
@@ -196,6 +207,8 @@ impl Link {
             s.conn = None;
             std::mem::take(&mut s.pending)
         };
+        self.stats.set_connected(false);
+        self.stats.commands_not_ready(pending.len());
         for (id, waiter) in pending {
             if let Some(slot) = waiter.deliver(id, Err(DaemonClientError::not_ready(why))) {
                 slot.wake();
@@ -229,6 +242,7 @@ impl Link {
         let (conn, in_flight) = {
             let mut s = self.state.lock();
             let Some(conn) = s.conn.clone() else {
+                self.stats.commands_not_ready(1);
                 return Err(DaemonClientError::not_ready(
                     "the client is not connected and registered",
                 ));
@@ -237,7 +251,7 @@ impl Link {
             (conn, s.pending.len())
         };
         // A reply that is there as soon as the command is written (a server
-        // on the same core) is taken on this thread (wire.rs).
+        // on the same core) is taken on this thread (connection/socket.rs).
         let mut take_reply = |json: &str| {
             let Some(response) = scan_command_response(json) else {
                 return false;
@@ -257,6 +271,8 @@ impl Link {
         if let Some(hook) = BEFORE_APPEND.with(Cell::take) {
             hook();
         }
+        // Counted before it can be answered (a reply read inline).
+        self.stats.command_sent();
         let mut id_text = uuid::Uuid::encode_buffer();
         let id_text = id.hyphenated().encode_lower(&mut id_text);
         let sent = with_encode_buffer(|text| {
@@ -271,6 +287,7 @@ impl Link {
             Ok(()) => Ok((key, deadline)),
             Err(e) => {
                 self.remove(key);
+                self.stats.send_failed(&e);
                 Err(match e {
                     OutboxError::TooLarge { size, max } => DaemonClientError::new(
                         DaemonClientErrorCode::PayloadTooLarge,
@@ -349,6 +366,7 @@ impl Link {
             };
             (waiter, s.pending.len())
         };
+        self.stats.command_answered(ok);
         let outcome = if ok {
             Ok(data)
         } else {

@@ -13,9 +13,10 @@ use crossbeam_channel::{Receiver, Sender, TrySendError};
 use parking_lot::RwLock;
 use serde_json::{Map, Value};
 
+use crate::connection::{Outbox, OutboxError};
+use crate::drain::DrainGate;
 use crate::error::{DaemonClientError, DaemonClientErrorCode};
 use crate::events::EventSink;
-use crate::outbox::{Outbox, OutboxError};
 use crate::protocol::envelope::{
     ErrorBody, ReplyBody, ReverseCommand, ReverseResponse, ReverseStream, ReverseStreamEnd,
     VoltEvent,
@@ -202,6 +203,8 @@ pub(crate) struct HandlerPool {
     threads: Vec<Worker>,
     /// Set by `disconnect()`: queued jobs are skipped, not run.
     stopping: Arc<AtomicBool>,
+    /// Counts the jobs in flight; refuses new ones while draining.
+    gate: Arc<DrainGate>,
 }
 
 impl HandlerPool {
@@ -211,15 +214,16 @@ impl HandlerPool {
         handlers: Arc<Handlers>,
         events: EventSink,
         reply_timeout: Duration,
+        gate: Arc<DrainGate>,
     ) -> std::io::Result<Self> {
         let (tx, rx) = crossbeam_channel::bounded::<Job>(queue_capacity.max(1));
         let stopping = Arc::new(AtomicBool::new(false));
         let threads = (0..threads)
             .map(|i| {
                 let (rx, handlers, events) = (rx.clone(), handlers.clone(), events.clone());
-                let stopping = stopping.clone();
+                let (stopping, gate) = (stopping.clone(), gate.clone());
                 Worker::spawn(format!("volt-handler-{i}"), move || {
-                    worker(&rx, &handlers, &events, reply_timeout, &stopping)
+                    worker(&rx, &handlers, &events, reply_timeout, &stopping, &gate)
                 })
             })
             .collect::<std::io::Result<_>>()?;
@@ -227,6 +231,7 @@ impl HandlerPool {
             tx,
             threads,
             stopping,
+            gate,
         })
     }
 
@@ -238,10 +243,16 @@ impl HandlerPool {
         self.threads.into_iter().for_each(Worker::join);
     }
 
+    /// Jobs waiting for a handler thread.
+    pub(crate) fn queued(&self) -> usize {
+        self.tx.len()
+    }
+
     /// A sender for the connection thread.
     pub(crate) fn sender(&self) -> JobSender {
         JobSender {
             tx: self.tx.clone(),
+            gate: self.gate.clone(),
         }
     }
 }
@@ -250,13 +261,23 @@ impl HandlerPool {
 #[derive(Clone)]
 pub(crate) struct JobSender {
     tx: Sender<Job>,
+    gate: Arc<DrainGate>,
 }
 
 impl JobSender {
     /// Queues `job`, or hands it back when the pool is saturated.
+    /// While draining, the job goes to the drain's refusals (503 DRAINING).
     pub(crate) fn offer(&self, job: Job) -> Result<(), Box<Job>> {
-        self.tx.try_send(job).map_err(|e| match e {
-            TrySendError::Full(j) | TrySendError::Disconnected(j) => Box::new(j),
+        let job = match self.gate.refuse(job) {
+            Ok(()) => return Ok(()),
+            Err(job) => *job,
+        };
+        self.gate.started();
+        self.tx.try_send(job).map_err(|e| {
+            self.gate.finished();
+            match e {
+                TrySendError::Full(j) | TrySendError::Disconnected(j) => Box::new(j),
+            }
         })
     }
 }
@@ -267,12 +288,13 @@ fn worker(
     events: &EventSink,
     reply_timeout: Duration,
     stopping: &AtomicBool,
+    gate: &DrainGate,
 ) {
     for job in rx {
-        if stopping.load(Ordering::Acquire) {
-            continue;
+        if !stopping.load(Ordering::Acquire) {
+            run_job(job, handlers, events, reply_timeout);
         }
-        run_job(job, handlers, events, reply_timeout);
+        gate.finished();
     }
 }
 
@@ -300,7 +322,12 @@ fn run_job(job: Job, handlers: &Handlers, events: &EventSink, reply_timeout: Dur
         namespace,
     } = job;
     let send = |event: VoltEvent| -> Result<(), OutboxError> {
-        outbox.send(&event.encode(&namespace), Instant::now() + reply_timeout)
+        let status = crate::stats::reply_status(&event);
+        let sent = outbox.send(&event.encode(&namespace), Instant::now() + reply_timeout);
+        if let (Some(status), Ok(())) = (status, &sent) {
+            outbox.stats().reverse_replied(status);
+        }
+        sent
     };
     let Some(handler) = handlers.get(&cmd.command) else {
         let msg = format!("no handler for command {}", cmd.command);

@@ -4,7 +4,7 @@
 //! socket. Latency wants the caller's own thread when little is in flight;
 //! throughput wants `volt-conn` to write big batches when much is.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Commands in flight up to which a new one is written on the caller's
 /// thread rather than queued for the connection thread.
@@ -61,6 +61,41 @@ pub(crate) fn writer(in_flight: usize) -> Writer {
 /// reply; `None`: until a socket event, a wake-up or the next ping.
 pub(crate) fn poll_cap(in_flight: usize) -> Option<Duration> {
     (in_flight > LAZY_FLUSH_MIN_IN_FLIGHT).then_some(LAZY_FLUSH_DELAY)
+}
+
+/// What the write path allows `volt-conn`'s poll to sleep.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct SleepLimit {
+    /// Wake by then at the latest: [`LAZY_FLUSH_DELAY`] from now under
+    /// lazy flushing, or the next look at a lent socket, whichever is
+    /// first; `None`: no write-path limit (a socket event, a wake-up, a
+    /// deadline or the next ping ends the sleep).
+    pub(crate) wake_by: Option<Instant>,
+    /// Whether the lazy-flush cap applies. Without it, lazy senders must
+    /// be told the thread sleeps (`OutboxReceiver::sleep_uncapped`), since
+    /// they do not wake it.
+    pub(crate) lazy_capped: bool,
+}
+
+/// How long `volt-conn` may sleep at `now`: capped at
+/// [`LAZY_FLUSH_DELAY`] while more than [`LAZY_FLUSH_MIN_IN_FLIGHT`]
+/// commands are in flight (`in_flight` is `None` before the outbox is
+/// drained, while registering: no cap then), and until `look_at_lent` (the
+/// next look at a socket lent to callers, every [`LEND_IDLE`]).
+pub(crate) fn sleep_limit(
+    now: Instant,
+    in_flight: Option<usize>,
+    look_at_lent: Option<Instant>,
+) -> SleepLimit {
+    let lazy = in_flight.and_then(poll_cap).map(|cap| now + cap);
+    let wake_by = match (lazy, look_at_lent) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    SleepLimit {
+        wake_by,
+        lazy_capped: lazy.is_some(),
+    }
 }
 
 /// Whether a caller whose reply was read is woken only once `volt-conn`
@@ -123,6 +158,40 @@ mod tests {
             assert_eq!(wake_after_release(n), after, "wake at {n}");
         }
         assert!(wake_after_release(0));
+    }
+
+    #[test]
+    fn the_sleep_limit_by_phase_commands_in_flight_and_lending() {
+        let now = Instant::now();
+        let at = |ms: u64| now + Duration::from_millis(ms);
+        let lent = Some(at(1) - Duration::from_micros(400));
+        // (commands in flight (None: registering), next look at a lent
+        // socket, wake by, lazily capped)
+        let table = [
+            (None, None, None, false),
+            (None, Some(at(5)), Some(at(5)), false),
+            (None, lent, lent, false),
+            (Some(0), None, None, false),
+            (Some(64), None, None, false),
+            (Some(64), lent, lent, false),
+            (Some(65), None, Some(at(1)), true),
+            (Some(10_000), None, Some(at(1)), true),
+            (Some(65), lent, lent, true),
+            (Some(65), Some(at(3)), Some(at(1)), true),
+        ];
+        for (n, look, wake_by, lazy_capped) in table {
+            let expected = SleepLimit {
+                wake_by,
+                lazy_capped,
+            };
+            assert_eq!(
+                sleep_limit(now, n, look),
+                expected,
+                "{n:?} in flight, {look:?}"
+            );
+        }
+        // Registering never caps, however many are counted.
+        assert!(!sleep_limit(now, None, None).lazy_capped);
     }
 
     #[test]

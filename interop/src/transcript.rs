@@ -479,42 +479,12 @@ fn run_step(t: &Transcript, step: &Value, daemon: &Daemon, admin: &Admin, cluste
         ),
         "command" => {
             let command = step["command"].as_str().expect("command name");
-            let outcome = match daemon {
-                Daemon::Real(d) => {
-                    let mut r = d.command(command, payload)["response"].clone();
-                    r.as_object_mut()
-                        .unwrap_or_else(|| panic!("{context}: no response"))
-                        .remove("requestId");
-                    r
-                }
-                Daemon::Ours(c, _) => match c.send_command(command, payload) {
-                    Ok(Some(data)) => json!({"ok": true, "data": data}),
-                    Ok(None) => json!({"ok": true}),
-                    Err(e) if e.code() == DaemonClientErrorCode::CommandRejected => json!({
-                        "ok": false,
-                        "error": {"code": e.server_code(), "message": e.server_message()}
-                    }),
-                    Err(e) => panic!("{context}: {e:?}"),
-                },
-            };
+            let outcome = command_outcome(daemon, command, payload, &context);
             assert_eq!(&outcome, expect, "{context}: command outcome");
         }
         "reverse" => {
             let command = step["command"].as_str().expect("command name");
-            let mut r = admin.dispatch_ok(cluster, command, payload);
-            if r.get("bodyWasBuffer").is_some() {
-                assert_eq!(
-                    r["bodyWasBuffer"], true,
-                    "{context}: body not a Buffer: {r}"
-                );
-            }
-            if let Some(types) = r.get("chunkTypes").and_then(Value::as_array) {
-                assert!(types.iter().all(|t| t == "Buffer"), "{context}: {r}");
-            }
-            let obj: &mut Map<String, Value> = r.as_object_mut().expect("an object");
-            for k in ["requestId", "bodyWasBuffer", "body", "chunkTypes", "seqs"] {
-                obj.remove(k);
-            }
+            let r = reverse_result(admin, cluster, command, payload, &context);
             assert_eq!(&r, expect, "{context}: reverse-command result");
             if let Daemon::Real(d) = daemon {
                 d.expect_event("reverse-command", WAIT);
@@ -570,6 +540,55 @@ fn run_step(t: &Transcript, step: &Value, daemon: &Daemon, admin: &Admin, cluste
         }
         other => panic!("{context}: unknown step {other:?}"),
     }
+}
+
+/// What a `command` step gives: `{ok, data}` or `{ok: false, error}`, as
+/// the reference daemon reports it.
+fn command_outcome(daemon: &Daemon, command: &str, payload: Option<Value>, context: &str) -> Value {
+    match daemon {
+        Daemon::Real(d) => {
+            let mut r = d.command(command, payload)["response"].clone();
+            r.as_object_mut()
+                .unwrap_or_else(|| panic!("{context}: no response"))
+                .remove("requestId");
+            r
+        }
+        Daemon::Ours(c, _) => match c.send_command(command, payload) {
+            Ok(Some(data)) => json!({"ok": true, "data": data}),
+            Ok(None) => json!({"ok": true}),
+            Err(e) if e.code() == DaemonClientErrorCode::CommandRejected => json!({
+                "ok": false,
+                "error": {"code": e.server_code(), "message": e.server_message()}
+            }),
+            Err(e) => panic!("{context}: {e:?}"),
+        },
+    }
+}
+
+/// A `reverse` step's result as the server reports it, checked for binary
+/// bodies and chunks, without the fields that vary by run.
+fn reverse_result(
+    admin: &Admin,
+    cluster: &str,
+    command: &str,
+    payload: Option<Value>,
+    context: &str,
+) -> Value {
+    let mut r = admin.dispatch_ok(cluster, command, payload);
+    if r.get("bodyWasBuffer").is_some() {
+        assert_eq!(
+            r["bodyWasBuffer"], true,
+            "{context}: body not a Buffer: {r}"
+        );
+    }
+    if let Some(types) = r.get("chunkTypes").and_then(Value::as_array) {
+        assert!(types.iter().all(|t| t == "Buffer"), "{context}: {r}");
+    }
+    let obj: &mut Map<String, Value> = r.as_object_mut().expect("an object");
+    for k in ["requestId", "bodyWasBuffer", "body", "chunkTypes", "seqs"] {
+        obj.remove(k);
+    }
+    r
 }
 
 fn daemon_disconnected(daemon: &Daemon) -> String {

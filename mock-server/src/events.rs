@@ -21,7 +21,7 @@ pub(crate) enum Logged {
     Command {
         conn: u64,
         cluster: Arc<str>,
-        /// `{"requestId","command"[,"payload"]}`, see [`crate::core::parse_envelope`].
+        /// `{"requestId","command"[,"payload"]}`, see [`crate::wire::parse_envelope`].
         json: Arc<str>,
     },
 }

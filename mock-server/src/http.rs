@@ -4,16 +4,14 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine as _;
 use serde_json::{json, Map, Value};
 
-use crate::core::Shared;
+use crate::handle::{ServerHandle, TlsUpgrade};
 use crate::head::{self, parse_head, percent_decode, Head};
 use crate::model::*;
-use crate::server::ServerHandle;
 
 const IO_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_BODY: usize = 64 * 1024 * 1024;
@@ -22,14 +20,13 @@ type HttpResult = Result<(u16, Value), (u16, String)>;
 
 /// Serves one plain HTTP request whose first bytes the loop already read.
 pub(crate) fn serve_plain(
-    shared: Arc<Shared>,
+    handle: ServerHandle,
     mut stream: TcpStream,
     buf: Vec<u8>,
     _peer: SocketAddr,
 ) {
     let _ = stream.set_read_timeout(Some(IO_TIMEOUT));
     let _ = stream.set_write_timeout(Some(IO_TIMEOUT));
-    let handle = ServerHandle::from_shared(shared);
     serve(&handle, &mut stream, buf);
     let _ = stream.shutdown(std::net::Shutdown::Both);
 }
@@ -37,7 +34,7 @@ pub(crate) fn serve_plain(
 /// Runs the TLS handshake, reads the request head, then either hands a
 /// WebSocket upgrade to the loop or serves the HTTP request here.
 pub(crate) fn serve_tls(
-    shared: Arc<Shared>,
+    handle: ServerHandle,
     acceptor: crate::tls::TlsAcceptor,
     stream: TcpStream,
     peer: SocketAddr,
@@ -62,7 +59,7 @@ pub(crate) fn serve_tls(
             return;
         }
     };
-    if let Some(key) = head.ws_key(&shared.config.path).map(str::to_owned) {
+    if let Some(key) = head.ws_key(&handle.config().path).map(str::to_owned) {
         let leftover = buf[head.len..].to_vec();
         let tcp = tls.get_ref();
         if tcp.set_read_timeout(None).is_err()
@@ -71,12 +68,14 @@ pub(crate) fn serve_tls(
         {
             return;
         }
-        let _ = shared.send(Box::new(move |core| {
-            core.adopt_tls(tls, peer, key, leftover)
-        }));
+        handle.upgrade_tls(TlsUpgrade {
+            tls,
+            peer,
+            key,
+            leftover,
+        });
         return;
     }
-    let handle = ServerHandle::from_shared(shared);
     serve_with_head(&handle, &mut tls, buf, head);
     let _ = tls.shutdown();
 }
@@ -245,186 +244,218 @@ fn route(handle: &ServerHandle, head: &Head, body: &[u8]) -> HttpResult {
     }
 }
 
+fn not_allowed(method: &str) -> HttpResult {
+    Err((405, format!("{method} not allowed here")))
+}
+
+fn to_json(v: impl serde::Serialize) -> Value {
+    serde_json::to_value(v).unwrap_or_default()
+}
+
+/// `/admin/...`: one function per resource.
 fn admin(handle: &ServerHandle, method: &str, path: &[&str], body: &[u8]) -> HttpResult {
-    let not_allowed = || Err((405, format!("{method} not allowed here")));
-    match (method, path) {
-        ("GET", ["daemons"]) => Ok((
-            200,
-            serde_json::to_value(handle.daemons()).unwrap_or_default(),
-        )),
-        ("POST", ["daemons", id, "commands"]) => {
-            let b = object_body(body)?;
-            let command = b
-                .get("command")
-                .and_then(Value::as_str)
-                .ok_or_else(|| bad("command must be a string"))?;
-            let timeout = match b.get("timeoutMs") {
-                None | Some(Value::Null) => 10_000,
-                Some(v) => v
-                    .as_u64()
-                    .filter(|t| *t > 0)
-                    .ok_or_else(|| bad("timeoutMs must be a positive integer"))?,
-            };
-            let reply = handle.dispatch(
-                id,
-                command,
-                b.get("payload").cloned(),
-                Duration::from_millis(timeout),
-            );
-            Ok((200, from_dispatch(reply)?.to_json()))
-        }
-        ("GET", ["daemons", id, "commands"]) => {
-            Ok((200, Value::Array(handle.received_commands(id))))
-        }
-        ("POST", ["daemons", id, "messages"]) => {
-            let message = json_body(body)?.ok_or_else(|| bad("the body must be the message"))?;
-            from_dispatch(handle.send_message(id, message))?;
-            Ok((202, json!({})))
-        }
-        ("GET", ["daemons", id, "messages"]) => {
-            Ok((200, Value::Array(handle.received_messages(id))))
-        }
-        ("POST", ["daemons", id, "kick"]) => {
-            let n = from_dispatch(handle.kick(id))?;
-            Ok((200, json!({ "kicked": n })))
-        }
-        ("POST", ["daemons", id, "drop"]) => {
-            let n = from_dispatch(handle.drop_transport(id))?;
-            Ok((200, json!({ "dropped": n })))
-        }
-        ("POST", ["daemons", id, "raw"]) => {
-            let b = object_body(body)?;
-            let frame = match (b.get("text"), b.get("binaryBase64")) {
-                (Some(Value::String(t)), None) => RawFrame::Text(t.clone()),
-                (None, Some(Value::String(b64))) => RawFrame::Binary(
-                    base64::engine::general_purpose::STANDARD
-                        .decode(b64)
-                        .map_err(|e| bad(format!("bad binaryBase64: {e}")))?,
-                ),
-                _ => {
-                    return Err(bad(
-                        "give exactly one of \"text\" or \"binaryBase64\" (strings)",
-                    ))
-                }
-            };
-            from_dispatch(handle.send_raw(id, frame))?;
-            Ok((202, json!({})))
-        }
-        ("PUT", ["responders", command]) => {
-            let spec = json_body(body)?.ok_or_else(|| bad("the body must be a responder"))?;
-            let responder = Responder::from_json(&spec).map_err(bad)?;
-            handle.set_responder(command, responder);
-            Ok((200, json!({})))
-        }
-        ("DELETE", ["responders", command]) => {
-            handle.clear_responder(command);
-            Ok((200, json!({})))
-        }
-        (_, ["responders", _]) => not_allowed(),
-        ("GET", ["faults"]) => Ok((
-            200,
-            serde_json::to_value(handle.faults()).unwrap_or_default(),
-        )),
-        ("PUT", ["faults"]) => {
-            let b = object_body(body)?;
-            let faults: Faults = serde_json::from_value(Value::Object(b))
-                .map_err(|e| bad(format!("bad faults: {e}")))?;
-            handle.set_faults(faults);
-            Ok((
-                200,
-                serde_json::to_value(handle.faults()).unwrap_or_default(),
-            ))
-        }
-        ("DELETE", ["faults"]) => {
-            handle.clear_faults();
-            Ok((
-                200,
-                serde_json::to_value(handle.faults()).unwrap_or_default(),
-            ))
-        }
-        (_, ["faults"]) => not_allowed(),
-        ("POST", ["clusters"]) => {
-            let b = object_body(body)?;
-            let (Some(Value::String(id)), Some(Value::String(pw))) =
-                (b.get("teamClusterId"), b.get("daemonPassword"))
-            else {
-                return Err(bad("teamClusterId and daemonPassword must be strings"));
-            };
-            handle.add_cluster(id, pw);
-            Ok((201, json!({ "teamClusterId": id })))
-        }
-        ("GET", ["enrollment"]) => Ok((
-            200,
-            serde_json::to_value(handle.enrollment()).unwrap_or_default(),
-        )),
-        ("PUT", ["enrollment"]) => {
-            let b = object_body(body)?;
-            let mut settings = handle.enrollment();
-            for key in b.keys() {
-                if !["tokens", "rotateTo", "failStatus"].contains(&key.as_str()) {
-                    return Err(bad(format!("unknown enrollment field {key:?}")));
-                }
-            }
-            if let Some(t) = b.get("tokens") {
-                settings.tokens = serde_json::from_value(t.clone())
-                    .map_err(|_| bad("tokens must be an array of strings"))?;
-            }
-            match b.get("rotateTo") {
-                None => {}
-                Some(Value::Null) => settings.rotate_to = None,
-                Some(Value::String(s)) => settings.rotate_to = Some(s.clone()),
-                Some(_) => return Err(bad("rotateTo must be a string or null")),
-            }
-            match b.get("failStatus") {
-                None => {}
-                Some(Value::Null) => settings.fail_status = None,
-                Some(v) => {
-                    let s = v
-                        .as_u64()
-                        .filter(|s| (100..=599).contains(s))
-                        .ok_or_else(|| bad("failStatus must be an HTTP status or null"))?;
-                    settings.fail_status = Some(s as u16);
-                }
-            }
-            handle.set_enrollment(settings.clone());
-            Ok((200, serde_json::to_value(settings).unwrap_or_default()))
-        }
-        (_, ["enrollment"]) => not_allowed(),
-        ("GET", ["frames"]) => {
-            let frames: Vec<Value> = handle
-                .frames(None)
-                .into_iter()
-                .map(|f| {
-                    let mut v = f.frame.to_json();
-                    v["dir"] = json!(f.dir);
-                    v["conn"] = json!(f.conn);
-                    v["teamClusterId"] = json!(f.cluster);
-                    v
-                })
-                .collect();
-            Ok((200, Value::Array(frames)))
-        }
-        ("DELETE", ["frames"]) => {
+    match path {
+        ["daemons"] if method == "GET" => Ok((200, to_json(handle.daemons()))),
+        ["daemons", id, what] => daemon(handle, method, id, what, body),
+        ["responders", command] => responders(handle, method, command, body),
+        ["faults"] => faults(handle, method, body),
+        ["clusters"] if method == "POST" => clusters(handle, body),
+        ["enrollment"] => enrollment(handle, method, body),
+        ["frames"] if method == "GET" => Ok((200, frames(handle))),
+        ["frames"] if method == "DELETE" => {
             handle.clear_frames();
             Ok((200, json!({})))
         }
-        ("GET", ["stats"]) => {
-            let s = handle.stats();
-            Ok((
-                200,
-                json!({
-                    "connections": s.connections,
-                    "connectionsTotal": s.connections_total,
-                    "framesIn": s.frames_in,
-                    "framesOut": s.frames_out,
-                    "protocolErrors": s.protocol_errors,
-                    "commands": s.commands,
-                }),
-            ))
-        }
+        ["stats"] if method == "GET" => Ok((200, stats(handle))),
         _ => Err((
             404,
             format!("no admin route for {method} /admin/{}", path.join("/")),
         )),
     }
+}
+
+fn no_route(method: &str, id: &str, what: &str) -> HttpResult {
+    Err((
+        404,
+        format!("no admin route for {method} /admin/daemons/{id}/{what}"),
+    ))
+}
+
+/// `/admin/daemons/<cluster>/<what>`.
+fn daemon(handle: &ServerHandle, method: &str, id: &str, what: &str, body: &[u8]) -> HttpResult {
+    match (method, what) {
+        ("POST", "commands") => dispatch(handle, id, body),
+        ("GET", "commands") => Ok((200, Value::Array(handle.received_commands(id)))),
+        ("POST", "messages") => {
+            let message = json_body(body)?.ok_or_else(|| bad("the body must be the message"))?;
+            from_dispatch(handle.send_message(id, message))?;
+            Ok((202, json!({})))
+        }
+        ("GET", "messages") => Ok((200, Value::Array(handle.received_messages(id)))),
+        ("POST", "kick") => {
+            let n = from_dispatch(handle.kick(id))?;
+            Ok((200, json!({ "kicked": n })))
+        }
+        ("POST", "drop") => {
+            let n = from_dispatch(handle.drop_transport(id))?;
+            Ok((200, json!({ "dropped": n })))
+        }
+        ("POST", "raw") => {
+            from_dispatch(handle.send_raw(id, raw_frame(body)?))?;
+            Ok((202, json!({})))
+        }
+        _ => no_route(method, id, what),
+    }
+}
+
+/// `POST /admin/daemons/<cluster>/commands`: a reverse command.
+fn dispatch(handle: &ServerHandle, id: &str, body: &[u8]) -> HttpResult {
+    let b = object_body(body)?;
+    let command = b
+        .get("command")
+        .and_then(Value::as_str)
+        .ok_or_else(|| bad("command must be a string"))?;
+    let timeout = match b.get("timeoutMs") {
+        None | Some(Value::Null) => 10_000,
+        Some(v) => v
+            .as_u64()
+            .filter(|t| *t > 0)
+            .ok_or_else(|| bad("timeoutMs must be a positive integer"))?,
+    };
+    let payload = b.get("payload").cloned();
+    let reply = handle.dispatch(id, command, payload, Duration::from_millis(timeout));
+    Ok((200, from_dispatch(reply)?.to_json()))
+}
+
+/// The body of `POST /admin/daemons/<cluster>/raw`.
+fn raw_frame(body: &[u8]) -> Result<RawFrame, (u16, String)> {
+    let b = object_body(body)?;
+    match (b.get("text"), b.get("binaryBase64")) {
+        (Some(Value::String(t)), None) => Ok(RawFrame::Text(t.clone())),
+        (None, Some(Value::String(b64))) => base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .map(RawFrame::Binary)
+            .map_err(|e| bad(format!("bad binaryBase64: {e}"))),
+        _ => Err(bad(
+            "give exactly one of \"text\" or \"binaryBase64\" (strings)",
+        )),
+    }
+}
+
+/// `/admin/responders/<command>`.
+fn responders(handle: &ServerHandle, method: &str, command: &str, body: &[u8]) -> HttpResult {
+    match method {
+        "PUT" => {
+            let spec = json_body(body)?.ok_or_else(|| bad("the body must be a responder"))?;
+            let responder = Responder::from_json(&spec).map_err(bad)?;
+            handle.set_responder(command, responder);
+            Ok((200, json!({})))
+        }
+        "DELETE" => {
+            handle.clear_responder(command);
+            Ok((200, json!({})))
+        }
+        _ => not_allowed(method),
+    }
+}
+
+/// `/admin/faults`.
+fn faults(handle: &ServerHandle, method: &str, body: &[u8]) -> HttpResult {
+    match method {
+        "GET" => {}
+        "PUT" => {
+            let b = object_body(body)?;
+            let faults: Faults = serde_json::from_value(Value::Object(b))
+                .map_err(|e| bad(format!("bad faults: {e}")))?;
+            handle.set_faults(faults);
+        }
+        "DELETE" => handle.clear_faults(),
+        _ => return not_allowed(method),
+    }
+    Ok((200, to_json(handle.faults())))
+}
+
+/// `POST /admin/clusters`.
+fn clusters(handle: &ServerHandle, body: &[u8]) -> HttpResult {
+    let b = object_body(body)?;
+    let (Some(Value::String(id)), Some(Value::String(pw))) =
+        (b.get("teamClusterId"), b.get("daemonPassword"))
+    else {
+        return Err(bad("teamClusterId and daemonPassword must be strings"));
+    };
+    handle.add_cluster(id, pw);
+    Ok((201, json!({ "teamClusterId": id })))
+}
+
+/// `/admin/enrollment`.
+fn enrollment(handle: &ServerHandle, method: &str, body: &[u8]) -> HttpResult {
+    match method {
+        "GET" => Ok((200, to_json(handle.enrollment()))),
+        "PUT" => {
+            let mut settings = handle.enrollment();
+            update_enrollment(&mut settings, &object_body(body)?)?;
+            handle.set_enrollment(settings.clone());
+            Ok((200, to_json(settings)))
+        }
+        _ => not_allowed(method),
+    }
+}
+
+/// Applies the fields of a `PUT /admin/enrollment` body.
+fn update_enrollment(
+    settings: &mut EnrollmentSettings,
+    b: &Map<String, Value>,
+) -> Result<(), (u16, String)> {
+    for key in b.keys() {
+        if !["tokens", "rotateTo", "failStatus"].contains(&key.as_str()) {
+            return Err(bad(format!("unknown enrollment field {key:?}")));
+        }
+    }
+    if let Some(t) = b.get("tokens") {
+        settings.tokens = serde_json::from_value(t.clone())
+            .map_err(|_| bad("tokens must be an array of strings"))?;
+    }
+    match b.get("rotateTo") {
+        None => {}
+        Some(Value::Null) => settings.rotate_to = None,
+        Some(Value::String(s)) => settings.rotate_to = Some(s.clone()),
+        Some(_) => return Err(bad("rotateTo must be a string or null")),
+    }
+    match b.get("failStatus") {
+        None => {}
+        Some(Value::Null) => settings.fail_status = None,
+        Some(v) => {
+            let s = v
+                .as_u64()
+                .filter(|s| (100..=599).contains(s))
+                .ok_or_else(|| bad("failStatus must be an HTTP status or null"))?;
+            settings.fail_status = Some(s as u16);
+        }
+    }
+    Ok(())
+}
+
+/// `GET /admin/frames`.
+fn frames(handle: &ServerHandle) -> Value {
+    let frames = handle.frames(None).into_iter().map(|f| {
+        let mut v = f.frame.to_json();
+        v["dir"] = json!(f.dir);
+        v["conn"] = json!(f.conn);
+        v["teamClusterId"] = json!(f.cluster);
+        v
+    });
+    Value::Array(frames.collect())
+}
+
+/// `GET /admin/stats`.
+fn stats(handle: &ServerHandle) -> Value {
+    let s = handle.stats();
+    json!({
+        "connections": s.connections,
+        "connectionsTotal": s.connections_total,
+        "framesIn": s.frames_in,
+        "framesOut": s.frames_out,
+        "protocolErrors": s.protocol_errors,
+        "commands": s.commands,
+    })
 }

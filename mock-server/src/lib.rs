@@ -3,14 +3,22 @@
 //! daemon protocol, with an HTTP admin API on the same port and an
 //! in-process API ([`ServerHandle`]) for Rust tests.
 //!
-//! Architecture: one `mio` event-loop thread owns every WebSocket
-//! connection and all server state; it reads each request head itself and
-//! either upgrades it (plain `ws`: in the loop; `wss`: after a TLS handshake
-//! on a short-lived thread) or hands it to a short-lived HTTP thread (admin
-//! API, enrollment, error answers). Other threads reach the loop by sending
-//! closures over a bounded channel and waking it. Engine.IO ping timers live
-//! in a timer heap that sets the poll timeout. Writes are buffered and
-//! flushed once per wake.
+//! Architecture: one `mio` event-loop thread (`event_loop`) owns every
+//! connection (`conn`: the sockets and their WebSocket I/O) and the
+//! server's state (`state`: sessions, registrations, responders, faults,
+//! enrollment, history, reply reassembly). The state does no I/O: each
+//! input is a method call, and what the server must do in answer (frames
+//! to write, connections to close, timers to arm) comes back as actions
+//! the loop carries out. The loop reads each request head itself and
+//! either upgrades it (plain `ws`: in the loop; `wss`: after a TLS
+//! handshake on a short-lived thread) or hands it to a short-lived HTTP
+//! thread (`http`: admin API, enrollment, error answers). Other threads
+//! reach the loop through a [`ServerHandle`] (`handle`), whose typed calls
+//! run on the loop thread. Timers live in a heap that sets the poll
+//! timeout. Writes are buffered and flushed once per wake.
+//!
+//! Modules import in one direction only:
+//! `state` ← `handle` ← `http` ← `event_loop` ← `server`.
 //!
 //! ```
 //! use std::time::Duration;
@@ -22,13 +30,17 @@
 #![cfg(unix)]
 
 mod admission;
+pub mod cli;
 mod config;
-mod core;
+mod conn;
+mod event_loop;
 mod events;
+mod handle;
 mod head;
 mod http;
 mod model;
 mod server;
+mod state;
 mod stream;
 mod timers;
 mod tls;
@@ -36,9 +48,10 @@ mod wire;
 
 pub use config::{ServerConfig, TlsConfig};
 pub use events::EventLog;
+pub use handle::ServerHandle;
 pub use model::{
     epoch_ms, DaemonInfo, Direction, DispatchError, EnrollmentSettings, Faults, FrameRecord,
     RawFrame, RejectRegistration, Responder, ReverseReply, ServerEvent, Stats,
 };
-pub use server::{Server, ServerHandle, StartError};
+pub use server::{Server, StartError};
 pub use volt_protocol::envelope::{CommandRequest, ErrorBody};

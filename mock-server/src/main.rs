@@ -1,8 +1,6 @@
 //! `volt-mock-server`: the mock VOLT server as a standalone process, for CI
 //! in any language. See `--help`.
 
-mod cli_env;
-
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::net::SocketAddr;
@@ -12,7 +10,7 @@ use std::time::Duration;
 use clap::builder::BoolishValueParser;
 use clap::error::ErrorKind;
 use clap::parser::ValueSource;
-use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser};
+use clap::{ArgMatches, CommandFactory, Parser};
 use serde::Deserialize;
 use serde_json::Value;
 use volt_mock_server::{Faults, Responder, Server, ServerConfig, ServerHandle, TlsConfig};
@@ -257,8 +255,7 @@ fn load_scenario(path: &std::path::Path) -> Scenario {
 /// Parses the command line and the environment into the server's config
 /// and the scenario to apply once it runs.
 fn parse_args() -> (ServerConfig, Scenario) {
-    let matches = cli_env::ignore_empty_env(Cli::command()).get_matches();
-    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    let (cli, matches) = volt_mock_server::cli::parse::<Cli>();
     let clusters = list(&matches, "clusters", cli.clusters.clone());
     let tokens = list(&matches, "enrollment_tokens", cli.enrollment_tokens.clone());
     let mut scenario = match &cli.config {

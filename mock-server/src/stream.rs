@@ -57,14 +57,6 @@ impl Stream {
         self.transport.tcp()
     }
 
-    /// The verified subject of the client certificate, when one was required.
-    pub(crate) fn client_subject(&self) -> Option<&str> {
-        match &self.transport {
-            Transport::Plain(_) => None,
-            Transport::Tls(s) => s.client_subject(),
-        }
-    }
-
     fn write_raw(&mut self, buf: &[u8]) -> io::Result<usize> {
         match &mut self.transport {
             Transport::Plain(s) => s.write(buf),

@@ -5,6 +5,7 @@ use std::cmp::Ordering;
 use std::time::Instant;
 
 /// What a timer does when it fires.
+#[derive(Debug, PartialEq, Eq)]
 pub(crate) enum TimerKind {
     Heartbeat,
     HeadTimeout,

@@ -9,6 +9,9 @@ use volt_protocol::socket::{encode_header, PacketType};
 
 use crate::events::parse_request;
 
+/// The command name of a daemon's heartbeat.
+pub(crate) const HEARTBEAT: &str = "runtime.heartbeat";
+
 /// Writes a `command` envelope as `{"requestId","command"[,"payload"]}`,
 /// the payload copied as it came (`payload_raw` is JSON text): what a
 /// history entry keeps. The field order and omission of

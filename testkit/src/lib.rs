@@ -464,6 +464,8 @@ pub fn client_options(
     o.socket.reconnect_base_delay = Duration::from_millis(20);
     o.socket.reconnect_max_delay = Duration::from_millis(200);
     o.socket.rng_seed = Some(TEST_RNG_SEED);
+    // Tests reach the server directly, whatever proxy the environment names.
+    o.socket.proxy = volt_daemon_client::ProxyOptions::none();
     if let Some(tls) = &server.config().tls {
         o.socket.tls = volt_daemon_client::TlsOptions::default()
             .with_root_certificate_pem(tls.cert_pem.clone());

@@ -80,183 +80,165 @@ fn proxy_threads() -> usize {
         .count()
 }
 
-#[test]
-fn forwards_both_ways_and_counts_bytes_and_connections() {
+/// Runs `test` with a proxy in front of an echo server that serves
+/// `connections`, then drops the proxy (closing what it still forwards)
+/// and joins the echo server: every thread either started is joined.
+fn through_proxy_to_echo(connections: usize, test: impl FnOnce(&FaultProxy)) {
     let _s = serial();
-    let echo = Echo::start(2);
+    let echo = Echo::start(connections);
     let proxy = FaultProxy::start(echo.addr).unwrap();
-    for _ in 0..2 {
-        let mut c = connect(&proxy);
-        assert_eq!(round_trip(&mut c, b"ping"), b"ping");
-    }
-    let stats = proxy.stats();
-    assert_eq!(stats.bytes_to_server, 8);
-    assert_eq!(stats.bytes_to_client, 8);
-    assert_eq!(stats.connections_total, 2);
-    assert!(wait_until(LONG, || proxy.stats().connections_open == 0));
+    test(&proxy);
     drop(proxy);
     echo.join();
+}
+
+#[test]
+fn forwards_both_ways_and_counts_bytes_and_connections() {
+    through_proxy_to_echo(2, |proxy| {
+        for _ in 0..2 {
+            let mut c = connect(proxy);
+            assert_eq!(round_trip(&mut c, b"ping"), b"ping");
+        }
+        let stats = proxy.stats();
+        assert_eq!(stats.bytes_to_server, 8);
+        assert_eq!(stats.bytes_to_client, 8);
+        assert_eq!(stats.connections_total, 2);
+        assert!(wait_until(LONG, || proxy.stats().connections_open == 0));
+    });
 }
 
 #[test]
 fn one_byte_slices_both_ways_keep_every_byte_in_order() {
-    let _s = serial();
-    let echo = Echo::start(1);
-    let proxy = FaultProxy::start(echo.addr).unwrap();
-    proxy.slice(Toward::Both, 1, Duration::ZERO);
-    let mut c = connect(&proxy);
-    let data = pattern(20_000);
-    assert_eq!(round_trip(&mut c, &data), data);
-    drop(c);
-    drop(proxy);
-    echo.join();
+    through_proxy_to_echo(1, |proxy| {
+        proxy.slice(Toward::Both, 1, Duration::ZERO);
+        let mut c = connect(proxy);
+        let data = pattern(20_000);
+        assert_eq!(round_trip(&mut c, &data), data);
+    });
 }
 
 #[test]
 fn blackhole_holds_bytes_without_closing_and_heal_delivers_them() {
-    let _s = serial();
-    let echo = Echo::start(1);
-    let proxy = FaultProxy::start(echo.addr).unwrap();
-    let mut c = connect(&proxy);
-    assert_eq!(round_trip(&mut c, b"before"), b"before");
-    proxy.blackhole();
-    c.write_all(b"during").unwrap();
-    // Half-open: neither data nor EOF nor error for a while.
-    c.set_read_timeout(Some(Duration::from_millis(300)))
-        .unwrap();
-    let mut buf = [0u8; 6];
-    let err = c.read(&mut buf).unwrap_err();
-    assert!(
-        matches!(err.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut),
-        "{err}"
-    );
-    proxy.heal();
-    c.set_read_timeout(Some(LONG)).unwrap();
-    c.read_exact(&mut buf).unwrap();
-    assert_eq!(&buf, b"during");
-    drop(c);
-    drop(proxy);
-    echo.join();
+    through_proxy_to_echo(1, |proxy| {
+        let mut c = connect(proxy);
+        assert_eq!(round_trip(&mut c, b"before"), b"before");
+        proxy.blackhole();
+        c.write_all(b"during").unwrap();
+        // Half-open: neither data nor EOF nor error for a while.
+        c.set_read_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
+        let mut buf = [0u8; 6];
+        let err = c.read(&mut buf).unwrap_err();
+        assert!(
+            matches!(err.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut),
+            "{err}"
+        );
+        proxy.heal();
+        c.set_read_timeout(Some(LONG)).unwrap();
+        c.read_exact(&mut buf).unwrap();
+        assert_eq!(&buf, b"during");
+    });
 }
 
 #[test]
 fn reset_after_delivers_exactly_the_bytes_before_the_cut_then_resets_both_sides() {
-    let _s = serial();
-    let echo = Echo::start(1);
-    let proxy = FaultProxy::start(echo.addr).unwrap();
-    let mut c = connect(&proxy);
-    proxy.reset_after(Toward::Client, 5);
-    c.write_all(b"0123456789").unwrap();
-    let mut got = Vec::new();
-    let mut buf = [0u8; 16];
-    let err = loop {
-        match c.read(&mut buf) {
-            Ok(0) => panic!("an orderly close, not a reset, after {got:?}"),
-            Ok(n) => got.extend_from_slice(&buf[..n]),
-            Err(e) => break e,
-        }
-    };
-    assert_eq!(err.kind(), ErrorKind::ConnectionReset, "{err}");
-    assert!(got.len() <= 5 && b"01234".starts_with(&got), "{got:?}");
-    assert!(wait_until(LONG, || proxy.stats().resets == 1));
-    // One shot: a new connection is not cut.
-    let mut c2 = TcpStream::connect(proxy.local_addr());
-    drop(c2.as_mut().map(|_| ()));
-    drop(proxy);
-    drop(c2);
-    echo.join();
+    through_proxy_to_echo(1, |proxy| {
+        let mut c = connect(proxy);
+        proxy.reset_after(Toward::Client, 5);
+        c.write_all(b"0123456789").unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 16];
+        let err = loop {
+            match c.read(&mut buf) {
+                Ok(0) => panic!("an orderly close, not a reset, after {got:?}"),
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+                Err(e) => break e,
+            }
+        };
+        assert_eq!(err.kind(), ErrorKind::ConnectionReset, "{err}");
+        assert!(got.len() <= 5 && b"01234".starts_with(&got), "{got:?}");
+        assert!(wait_until(LONG, || proxy.stats().resets == 1));
+        // One shot: a new connection is not cut.
+        let mut c2 = TcpStream::connect(proxy.local_addr());
+        drop(c2.as_mut().map(|_| ()));
+    });
 }
 
 #[test]
 fn close_after_delivers_exactly_the_bytes_then_an_orderly_close() {
-    let _s = serial();
-    let echo = Echo::start(1);
-    let proxy = FaultProxy::start(echo.addr).unwrap();
-    let mut c = connect(&proxy);
-    proxy.close_after(Toward::Server, 4);
-    c.write_all(b"abcdefgh").unwrap();
-    let mut got = Vec::new();
-    let _ = c.read_to_end(&mut got);
-    assert!(b"abcd".starts_with(&got), "{got:?}");
-    assert!(wait_until(LONG, || proxy.stats().closes == 1));
-    assert_eq!(proxy.stats().bytes_to_server, 4);
-    drop(proxy);
-    echo.join();
+    through_proxy_to_echo(1, |proxy| {
+        let mut c = connect(proxy);
+        proxy.close_after(Toward::Server, 4);
+        c.write_all(b"abcdefgh").unwrap();
+        let mut got = Vec::new();
+        let _ = c.read_to_end(&mut got);
+        assert!(b"abcd".starts_with(&got), "{got:?}");
+        assert!(wait_until(LONG, || proxy.stats().closes == 1));
+        assert_eq!(proxy.stats().bytes_to_server, 4);
+    });
 }
 
 #[test]
 fn refuse_new_resets_new_connections_and_leaves_open_ones_working() {
-    let _s = serial();
-    let echo = Echo::start(1);
-    let proxy = FaultProxy::start(echo.addr).unwrap();
-    let mut open = connect(&proxy);
-    assert_eq!(round_trip(&mut open, b"x"), b"x");
-    proxy.refuse_new();
-    let mut refused = connect(&proxy);
-    let mut buf = [0u8; 1];
-    let outcome = refused.read(&mut buf);
-    assert!(matches!(outcome, Ok(0) | Err(_)), "{outcome:?}");
-    assert!(wait_until(LONG, || proxy.stats().refused == 1));
-    assert_eq!(round_trip(&mut open, b"y"), b"y");
-    assert_eq!(proxy.stats().connections_total, 1);
-    drop(open);
-    drop(proxy);
-    echo.join();
+    through_proxy_to_echo(1, |proxy| {
+        let mut open = connect(proxy);
+        assert_eq!(round_trip(&mut open, b"x"), b"x");
+        proxy.refuse_new();
+        let mut refused = connect(proxy);
+        let mut buf = [0u8; 1];
+        let outcome = refused.read(&mut buf);
+        assert!(matches!(outcome, Ok(0) | Err(_)), "{outcome:?}");
+        assert!(wait_until(LONG, || proxy.stats().refused == 1));
+        assert_eq!(round_trip(&mut open, b"y"), b"y");
+        assert_eq!(proxy.stats().connections_total, 1);
+    });
 }
 
 #[test]
 fn latency_delays_each_direction() {
-    let _s = serial();
-    let echo = Echo::start(1);
-    let proxy = FaultProxy::start(echo.addr).unwrap();
-    let mut c = connect(&proxy);
-    proxy.latency(
-        Toward::Both,
-        Duration::from_millis(60),
-        Duration::from_millis(20),
-    );
-    for _ in 0..5 {
-        let started = Instant::now();
-        assert_eq!(round_trip(&mut c, b"t"), b"t");
-        // Two legs of at least 40 ms each.
-        assert!(
-            started.elapsed() >= Duration::from_millis(80),
-            "{:?}",
-            started.elapsed()
+    through_proxy_to_echo(1, |proxy| {
+        let mut c = connect(proxy);
+        proxy.latency(
+            Toward::Both,
+            Duration::from_millis(60),
+            Duration::from_millis(20),
         );
-    }
-    drop(c);
-    drop(proxy);
-    echo.join();
+        for _ in 0..5 {
+            let started = Instant::now();
+            assert_eq!(round_trip(&mut c, b"t"), b"t");
+            // Two legs of at least 40 ms each.
+            assert!(
+                started.elapsed() >= Duration::from_millis(80),
+                "{:?}",
+                started.elapsed()
+            );
+        }
+    });
 }
 
 #[test]
 fn bandwidth_limits_the_rate() {
-    let _s = serial();
-    let echo = Echo::start(1);
-    let proxy = FaultProxy::start(echo.addr).unwrap();
-    proxy.bandwidth(Toward::Server, 256 * 1024);
-    let mut c = connect(&proxy);
-    let data = pattern(128 * 1024);
-    let started = Instant::now();
-    let writer = {
-        let mut w = c.try_clone().unwrap();
-        let data = data.clone();
-        std::thread::spawn(move || w.write_all(&data).unwrap())
-    };
-    let mut got = vec![0u8; data.len()];
-    c.read_exact(&mut got).unwrap();
-    writer.join().unwrap();
-    assert_eq!(got, data);
-    // 128 KiB at 256 KiB/s: half a second (the first piece goes at once).
-    assert!(
-        started.elapsed() >= Duration::from_millis(400),
-        "{:?}",
-        started.elapsed()
-    );
-    drop(c);
-    drop(proxy);
-    echo.join();
+    through_proxy_to_echo(1, |proxy| {
+        proxy.bandwidth(Toward::Server, 256 * 1024);
+        let mut c = connect(proxy);
+        let data = pattern(128 * 1024);
+        let started = Instant::now();
+        let writer = {
+            let mut w = c.try_clone().unwrap();
+            let data = data.clone();
+            std::thread::spawn(move || w.write_all(&data).unwrap())
+        };
+        let mut got = vec![0u8; data.len()];
+        c.read_exact(&mut got).unwrap();
+        writer.join().unwrap();
+        assert_eq!(got, data);
+        // 128 KiB at 256 KiB/s: half a second (the first piece goes at once).
+        assert!(
+            started.elapsed() >= Duration::from_millis(400),
+            "{:?}",
+            started.elapsed()
+        );
+    });
 }
 
 #[test]

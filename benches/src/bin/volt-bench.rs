@@ -1,15 +1,11 @@
 //! `volt-bench`: command throughput and latency of the VOLT daemon client.
 //! See `--help` and docs/BENCHMARKS.md.
 
-// Shared with volt-mock-server's binary: neither library depends on clap.
-#[path = "../../../mock-server/src/cli_env.rs"]
-mod cli_env;
-
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::builder::BoolishValueParser;
-use clap::{ArgAction, CommandFactory, FromArgMatches, Parser};
+use clap::{ArgAction, Parser};
 
 use volt_benches::interleaved::{self, InterleavedConfig};
 use volt_benches::{
@@ -150,8 +146,8 @@ fn print_report(json: bool, value: serde_json::Value, table: String) {
 }
 
 fn main() {
-    let matches = cli_env::ignore_empty_env(Cli::command()).get_matches();
-    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    // Shared with volt-mock-server's binary (empty variables count as unset).
+    let (cli, _) = volt_mock_server::cli::parse::<Cli>();
     let defaults = BenchConfig::default();
     let cfg = BenchConfig {
         clients: cli.clients,

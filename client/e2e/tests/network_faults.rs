@@ -2,42 +2,28 @@
 //! protocol (tiny segments, a half-open connection, latency). Every wait is
 //! on an event or a state with a deadline.
 
+mod network_support;
 mod reliability_support;
 
 use std::time::{Duration, Instant};
 
+use network_support::{client_via, self_signed_for_loopback, Rig, LONG};
 use reliability_support::{record, serial, Ev};
 use serde_json::json;
-use volt_daemon_client::{
-    ClusterDaemonClient, CommandResult, DaemonClientErrorCode as Code, PendingCommand,
-};
+use volt_daemon_client::{DaemonClientErrorCode as Code, PendingCommand};
 use volt_testkit::{
-    client_options, wait_until, FaultProxy, MockServer, Responder, ServerEvent, Toward,
-    DEFAULT_CLUSTER, DEFAULT_PASSWORD,
+    wait_until, FaultProxy, MockServer, Responder, ServerEvent, Toward, DEFAULT_CLUSTER,
 };
 
-const LONG: Duration = Duration::from_secs(15);
-
-/// A client of `server` that connects through `proxy`.
-fn client_via(proxy: &FaultProxy, server: &MockServer) -> ClusterDaemonClient {
-    let mut options = client_options(server, DEFAULT_CLUSTER, DEFAULT_PASSWORD);
-    options.control_socket_url = proxy.url();
-    let client = ClusterDaemonClient::new(options).unwrap();
-    client.register_handler_fn("echo", |p, _| Ok(CommandResult::data(p)));
-    client
-}
-
-#[test]
-#[ignore = "client bug: tungstenite's handshake AttackCheck rejects a 101 response read in 1-byte pieces (WebSocket upgrade failed: Attack attempt detected)"]
-fn one_byte_slices_both_ways_carry_registration_commands_and_reverse_commands() {
-    let _serial = serial();
-    let server = MockServer::start();
-    let proxy = FaultProxy::start(server.local_addr()).unwrap();
-    proxy.slice(Toward::Both, 1, Duration::ZERO);
-    let client = client_via(&proxy, &server);
-    let events = record(&client);
-    client.connect().unwrap();
-    events.wait(LONG, Ev::is_connected);
+/// The registration reached the server; 5 commands and a reverse command
+/// go through on the one connection, then the client disconnects.
+fn assert_registration_commands_and_reverse_commands_flow(rig: Rig) {
+    let Rig {
+        client,
+        events,
+        proxy,
+        server,
+    } = rig;
     server
         .expect_event(|e| matches!(e, ServerEvent::Registered { .. }), LONG)
         .unwrap();
@@ -55,37 +41,39 @@ fn one_byte_slices_both_ways_carry_registration_commands_and_reverse_commands() 
     assert!(proxy.stats().bytes_to_client > 100);
     assert_eq!(events.count(Ev::is_disconnected), 0, "{:?}", events.all());
     client.disconnect();
+}
+
+#[test]
+fn one_byte_slices_both_ways_carry_registration_commands_and_reverse_commands() {
+    let _serial = serial();
+    let rig = Rig::connect(MockServer::start(), |proxy| {
+        proxy.slice(Toward::Both, 1, Duration::ZERO)
+    });
+    assert_registration_commands_and_reverse_commands_flow(rig);
+}
+
+#[test]
+fn one_byte_slices_both_ways_carry_a_wss_connection_from_the_tls_handshake_on() {
+    let _serial = serial();
+    let (cert, key) = self_signed_for_loopback();
+    let rig = Rig::connect_with(
+        MockServer::builder().tls(&cert, &key).start(),
+        |proxy| proxy.slice(Toward::Both, 1, Duration::ZERO),
+        |o| o.control_socket_url = o.control_socket_url.replace("http://", "wss://"),
+    );
+    assert!(rig.server.url().starts_with("https://"));
+    assert_registration_commands_and_reverse_commands_flow(rig);
 }
 
 #[test]
 fn one_byte_slices_toward_the_server_from_the_start_and_both_ways_after_the_upgrade_carry_everything(
 ) {
     let _serial = serial();
-    let server = MockServer::start();
-    let proxy = FaultProxy::start(server.local_addr()).unwrap();
-    proxy.slice(Toward::Server, 1, Duration::ZERO);
-    let client = client_via(&proxy, &server);
-    let events = record(&client);
-    client.connect().unwrap();
-    events.wait(LONG, Ev::is_connected);
-    proxy.slice(Toward::Both, 1, Duration::ZERO);
-    server
-        .expect_event(|e| matches!(e, ServerEvent::Registered { .. }), LONG)
-        .unwrap();
-    for i in 0..5 {
-        assert_eq!(
-            client
-                .send_command("echo", Some(json!({ "i": i })))
-                .unwrap(),
-            Some(json!({ "i": i }))
-        );
-    }
-    let reply = server.dispatch(DEFAULT_CLUSTER, "echo", json!({"reverse": "sliced"}));
-    assert_eq!(reply.status, 200);
-    assert_eq!(reply.data, Some(json!({"reverse": "sliced"})));
-    assert!(proxy.stats().bytes_to_client > 100);
-    assert_eq!(events.count(Ev::is_disconnected), 0, "{:?}", events.all());
-    client.disconnect();
+    let rig = Rig::connect(MockServer::start(), |proxy| {
+        proxy.slice(Toward::Server, 1, Duration::ZERO)
+    });
+    rig.proxy.slice(Toward::Both, 1, Duration::ZERO);
+    assert_registration_commands_and_reverse_commands_flow(rig);
 }
 
 #[test]
@@ -98,15 +86,16 @@ fn blackhole_is_a_ping_timeout_fails_in_flight_commands_and_heal_reconnects() {
         .ping_timeout(timeout)
         .start();
     server.set_responder("hang", Responder::NoReply);
-    let proxy = FaultProxy::start(server.local_addr()).unwrap();
-    let mut options = client_options(&server, DEFAULT_CLUSTER, DEFAULT_PASSWORD);
-    options.control_socket_url = proxy.url();
-    options.command_timeout = Duration::from_secs(30);
-    let client = ClusterDaemonClient::new(options).unwrap();
-    client.register_handler_fn("echo", |p, _| Ok(CommandResult::data(p)));
-    let events = record(&client);
-    client.connect().unwrap();
-    events.wait(LONG, Ev::is_connected);
+    let Rig {
+        client,
+        events,
+        proxy,
+        server,
+    } = Rig::connect_with(
+        server,
+        |_| {},
+        |o| o.command_timeout = Duration::from_secs(30),
+    );
     let pending: Vec<PendingCommand> = (0..20)
         .map(|i| client.start_command("hang", Some(json!(i))).unwrap())
         .collect();
@@ -150,16 +139,18 @@ fn latency_50ms_jitter_20ms_keeps_heartbeats_and_commands_without_spurious_timeo
         .ping_interval(Duration::from_millis(200))
         .ping_timeout(Duration::from_millis(20_000))
         .start();
-    let proxy = FaultProxy::start(server.local_addr()).unwrap();
-    proxy.latency(
-        Toward::Both,
-        Duration::from_millis(50),
-        Duration::from_millis(20),
-    );
-    let client = client_via(&proxy, &server);
-    let events = record(&client);
-    client.connect().unwrap();
-    events.wait(LONG, Ev::is_connected);
+    let Rig {
+        client,
+        events,
+        proxy,
+        server: _server,
+    } = Rig::connect(server, |proxy| {
+        proxy.latency(
+            Toward::Both,
+            Duration::from_millis(50),
+            Duration::from_millis(20),
+        )
+    });
     for i in 0..20 {
         assert_eq!(
             client.send_command("echo", Some(json!(i))).unwrap(),
@@ -178,7 +169,7 @@ fn latency_50ms_jitter_20ms_keeps_heartbeats_and_commands_without_spurious_timeo
 fn reset_once_at(server: &MockServer, toward: Toward, offset: u64) {
     let proxy = FaultProxy::start(server.local_addr()).unwrap();
     proxy.reset_after(toward, offset);
-    let client = client_via(&proxy, server);
+    let client = client_via(&proxy, server, |_| {});
     let events = record(&client);
     // A connect that fails at the cut is an outcome too; then connect again.
     if let Err(first) = client.connect() {

@@ -3,28 +3,22 @@
 //! to 3 s (seeded). Every command has exactly one outcome, the counts add
 //! up, and the client's threads and the process RSS stay flat.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+mod network_support;
+mod reliability_support;
+
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use network_support::{client_threads, client_via, echo_worker, Outcomes};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use serde_json::json;
-use volt_daemon_client::{ClusterDaemonClient, CommandResult, DaemonClientErrorCode as Code};
 use volt_testkit::{
-    client_options, fail_on_unexpected_panics, unexpected_panics, wait_until, FaultProxy,
-    MockServer, Toward, DEFAULT_CLUSTER, DEFAULT_PASSWORD, TEST_RNG_SEED,
+    fail_on_unexpected_panics, unexpected_panics, wait_until, FaultProxy, MockServer, Toward,
+    TEST_RNG_SEED,
 };
 
 const TOTAL: u64 = 100_000;
 const THREADS: u64 = 8;
-
-fn client_threads() -> usize {
-    std::fs::read_dir("/proc/self/task")
-        .unwrap()
-        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
-        .filter(|n| n.starts_with("volt-") && !n.starts_with("volt-mock"))
-        .count()
-}
 
 /// Resident set size in KiB (`VmRSS` of /proc/self/status).
 fn rss_kib() -> u64 {
@@ -41,44 +35,19 @@ fn soak_100k_commands_through_random_resets_has_one_outcome_each_and_flat_thread
         .history_limit(1000)
         .start();
     let proxy = FaultProxy::start(server.local_addr()).unwrap();
-    let mut options = client_options(&server, DEFAULT_CLUSTER, DEFAULT_PASSWORD);
-    options.control_socket_url = proxy.url();
-    let client = ClusterDaemonClient::new(options).unwrap();
-    client.register_handler_fn("echo", |p, _| Ok(CommandResult::data(p)));
+    let client = client_via(&proxy, &server, |_| {});
     client.connect().unwrap();
     assert!(wait_until(Duration::from_secs(10), || client.is_ready()));
 
-    let issued = AtomicU64::new(0);
-    let (ok, not_ready, timeout) = (AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0));
+    let outcomes = Outcomes::default();
     let samples = parking_lot::Mutex::new(Vec::new());
     let (done_tx, done_rx) = crossbeam_channel::bounded::<()>(0);
     let started = Instant::now();
     std::thread::scope(|s| {
         let workers: Vec<_> = (0..THREADS)
             .map(|t| {
-                let (client, issued, ok, not_ready, timeout) =
-                    (&client, &issued, &ok, &not_ready, &timeout);
-                s.spawn(move || loop {
-                    let n = issued.fetch_add(1, Ordering::SeqCst);
-                    if n >= TOTAL {
-                        issued.fetch_sub(1, Ordering::SeqCst);
-                        return;
-                    }
-                    match client.send_command("echo", Some(json!({ "t": t, "n": n }))) {
-                        Ok(data) => {
-                            assert_eq!(data, Some(json!({ "t": t, "n": n })), "a crossed reply");
-                            ok.fetch_add(1, Ordering::Relaxed);
-                        }
-                        Err(e) if e.code() == Code::SocketNotReady => {
-                            not_ready.fetch_add(1, Ordering::Relaxed);
-                            wait_until(Duration::from_secs(10), || client.is_ready());
-                        }
-                        Err(e) if e.code() == Code::CommandTimeout => {
-                            timeout.fetch_add(1, Ordering::Relaxed);
-                        }
-                        Err(e) => panic!("unexpected outcome: {e}"),
-                    }
-                })
+                let (client, outcomes) = (&client, &outcomes);
+                s.spawn(move || echo_worker(client, t, TOTAL, outcomes))
             })
             .collect();
         // The flaky network: a reset at a seeded random offset after a
@@ -106,11 +75,7 @@ fn soak_100k_commands_through_random_resets_has_one_outcome_each_and_flat_thread
         done_tx.send(()).unwrap();
     });
     let took = started.elapsed();
-    let (ok, not_ready, timeout) = (
-        ok.load(Ordering::SeqCst),
-        not_ready.load(Ordering::SeqCst),
-        timeout.load(Ordering::SeqCst),
-    );
+    let (ok, not_ready, timeout) = outcomes.counts();
     let samples = samples.into_inner();
     let stats = proxy.stats();
     eprintln!(
@@ -118,7 +83,7 @@ fn soak_100k_commands_through_random_resets_has_one_outcome_each_and_flat_thread
          {timeout} COMMAND_TIMEOUT; {} resets, {} connections; (threads, RSS KiB) samples {samples:?}",
         stats.resets, stats.connections_total
     );
-    assert_eq!(issued.load(Ordering::SeqCst), TOTAL);
+    assert_eq!(outcomes.issued.load(Ordering::SeqCst), TOTAL);
     assert_eq!(
         ok + not_ready + timeout,
         TOTAL,

@@ -8,18 +8,20 @@
 //! TLS backends: `scripts/test` runs this file a second time with
 //! `--no-default-features --features rustls`.
 
+mod proxy_support;
 mod reliability_support;
 mod tls_support;
 
 use std::sync::{Mutex, Once};
 use std::time::Duration;
 
+use proxy_support::Proxy;
 use reliability_support::{record, Ev};
 use serde_json::json;
 use tls_support::{ca, ca_other, tls_options, tls_server, BACKEND};
 use volt_daemon_client::{
     ClusterDaemonClient, ClusterDaemonClientOptions, CommandResult, DaemonClientError,
-    DaemonClientErrorCode as Code, DaemonCredentials, EnrollmentOptions,
+    DaemonClientErrorCode as Code, DaemonCredentials, EnrollmentOptions, ProxyOptions,
 };
 use volt_testkit::{
     fail_on_unexpected_panics, unexpected_panics, MockServer, Responder, ServerEvent,
@@ -195,9 +197,26 @@ const OLD_PASSWORD: &str = "old-Pa55word-7c1e";
 const NEW_PASSWORD: &str = "new-Pa55word-93ab";
 const TOKEN: &str = "enroll-T0ken-5d2f";
 const BAD_TOKEN: &str = "wrong-T0ken-0a8b";
+const PROXY_USER: &str = "daemon-proxy-user";
+const PROXY_PASSWORD: &str = "pr0xy-Pa55-4e7d";
+const BAD_PROXY_PASSWORD: &str = "bad-pr0xy-Pa55-11c3";
 
 fn assert_no_secret(what: &str, text: &str) {
-    for secret in [OLD_PASSWORD, NEW_PASSWORD, TOKEN, BAD_TOKEN] {
+    use base64::Engine as _;
+    // The proxy password also as it travels, inside `Basic` credentials.
+    let basic =
+        |pw: &str| base64::engine::general_purpose::STANDARD.encode(format!("{PROXY_USER}:{pw}"));
+    let (good, bad) = (basic(PROXY_PASSWORD), basic(BAD_PROXY_PASSWORD));
+    for secret in [
+        OLD_PASSWORD,
+        NEW_PASSWORD,
+        TOKEN,
+        BAD_TOKEN,
+        PROXY_PASSWORD,
+        BAD_PROXY_PASSWORD,
+        &good,
+        &bad,
+    ] {
         assert!(
             !text.contains(secret),
             "{what} shows a secret ({secret}):\n{text}"
@@ -217,9 +236,14 @@ fn no_secret_in_debug_output_error_display_or_trace_logs_of_a_full_session() {
         .start();
     server.set_responder("refuse", Responder::err("NOPE", "refused"));
     let mut errors: Vec<DaemonClientError> = Vec::new();
+    // Everything goes through a proxy that wants basic credentials.
+    let proxy = Proxy::start(Some(&format!("{PROXY_USER}:{PROXY_PASSWORD}")));
 
     // A failed enrollment (wrong token) first: its error must not echo the token.
     let mut options = volt_testkit::client_options(&server, cluster, OLD_PASSWORD);
+    options.socket.proxy =
+        ProxyOptions::new(proxy.url()).with_credentials(PROXY_USER, PROXY_PASSWORD);
+    errors.extend(refused_by_the_proxy(&options, proxy.port()));
     options.credentials = options.credentials.with_enrollment_token(BAD_TOKEN);
     options.enrollment = Some(EnrollmentOptions::new(server.enrollment_url(cluster)));
     let failing = ClusterDaemonClient::new(options.clone()).unwrap();
@@ -283,6 +307,7 @@ fn no_secret_in_debug_output_error_display_or_trace_logs_of_a_full_session() {
             errors.push(e);
         }
     }
+    assert!(proxy.requests().iter().any(|r| r.ends_with(" allowed")));
     for e in &errors {
         assert_no_secret("an error's Display", &e.to_string());
         assert_no_secret("an error's Debug", &format!("{e:?}"));
@@ -380,6 +405,36 @@ fn no_client_private_key_in_debug_output_errors_or_trace_logs_of_an_mtls_session
     assert_eq!(unexpected_panics(), 0);
 }
 
+/// The errors of a proxy that refuses the credentials (in the URL, then
+/// as options), for enrollment and for the socket.
+fn refused_by_the_proxy(options: &ClusterDaemonClientOptions, port: u16) -> Vec<DaemonClientError> {
+    let in_url = format!("http://{PROXY_USER}:{BAD_PROXY_PASSWORD}@127.0.0.1:{port}");
+    let as_options = ProxyOptions::new(format!("http://127.0.0.1:{port}"))
+        .with_credentials(PROXY_USER, BAD_PROXY_PASSWORD);
+    let mut errors = Vec::new();
+    for (proxy, enroll) in [(ProxyOptions::new(in_url), true), (as_options, false)] {
+        let mut o = options.clone();
+        o.socket.proxy = proxy;
+        if enroll {
+            o.credentials = o.credentials.with_enrollment_token(BAD_TOKEN);
+            o.enrollment = Some(EnrollmentOptions::new("/api/team-clusters/x/healthcheck"));
+        }
+        assert_no_secret("the options' Debug", &format!("{o:?}"));
+        let client = ClusterDaemonClient::new(o).unwrap();
+        let e = client.connect().unwrap_err();
+        let code = if enroll {
+            Code::EnrollmentFailed
+        } else {
+            Code::SocketConnectionFailed
+        };
+        assert_eq!(e.code(), code, "{e}");
+        assert!(e.message().contains("HTTP 407"), "{e}");
+        client.disconnect();
+        errors.push(e);
+    }
+    errors
+}
+
 /// Guards the two workarounds: enrollment uses the client's own HTTP code
 /// (ureq-proto hex-dumps request heads at TRACE, Bearer token included), and
 /// the registration frame is written by the client (tungstenite logs every
@@ -410,4 +465,44 @@ fn no_secret_in_trace_logs_of_the_client_dependencies() {
         .collect::<Vec<_>>()
         .join("");
     assert_no_secret("the dependencies' TRACE logs", &deps);
+}
+
+#[test]
+fn wss_through_a_proxy_verifies_the_servers_name_not_the_proxys() {
+    fail_on_unexpected_panics();
+    let proxy = Proxy::start(None);
+    let ca = ca("volt test CA");
+    // Valid for the server's name only: the proxy is 127.0.0.1.
+    let server = tls_server(&ca.leaf(&["localhost"], &[]));
+    let port = server.local_addr().port();
+    let mut options = tls_options(&server, "localhost", &[ca.pem()], true);
+    options.socket.proxy = ProxyOptions::new(proxy.url());
+    let client = ClusterDaemonClient::new(options).unwrap();
+    client.register_handler_fn("echo", |p, _| Ok(CommandResult::data(p)));
+    client.connect().unwrap();
+    assert_eq!(server.dispatch("c-tls", "echo", json!("tls")).status, 200);
+    client.disconnect();
+    // Enrollment (https) and the socket (wss), each in its own tunnel.
+    let tunnels = proxy.requests();
+    let to_server = format!("CONNECT localhost:{port} allowed");
+    assert_eq!(
+        tunnels.iter().filter(|r| **r == to_server).count(),
+        2,
+        "{tunnels:?}"
+    );
+
+    // A certificate for the proxy's address but not the server's name is
+    // refused, through the tunnel as directly.
+    let server = tls_server(&ca.leaf(&["volt.invalid"], &["127.0.0.1"]));
+    for enroll in [true, false] {
+        let mut options = tls_options(&server, "localhost", &[ca.pem()], enroll);
+        options.socket.proxy = ProxyOptions::new(proxy.url());
+        let code = if enroll {
+            Code::EnrollmentFailed
+        } else {
+            Code::SocketConnectionFailed
+        };
+        assert_refused(&server, options, code, WRONG_NAME);
+    }
+    assert_eq!(unexpected_panics(), 0);
 }

@@ -2,11 +2,14 @@
 //! cuts the transport every 12,500 commands. Every command is accounted for,
 //! and afterwards no command is pending and every client thread is gone.
 
+mod network_support;
+mod reliability_support;
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use serde_json::json;
-use volt_daemon_client::{ClusterDaemonClient, CommandResult, DaemonClientErrorCode as Code};
+use network_support::{client_threads, echo_worker, Outcomes};
+use volt_daemon_client::{ClusterDaemonClient, CommandResult};
 use volt_testkit::{
     client_options, fail_on_unexpected_panics, thread_count, unexpected_panics, wait_until,
     MockServer, DEFAULT_CLUSTER, DEFAULT_PASSWORD,
@@ -15,17 +18,6 @@ use volt_testkit::{
 const TOTAL: u64 = 100_000;
 const THREADS: u64 = 8;
 const DROP_EVERY: u64 = 12_500;
-
-fn client_threads() -> usize {
-    std::fs::read_dir("/proc/self/task")
-        .unwrap()
-        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
-        .filter(|n| {
-            let n = n.trim();
-            n.starts_with("volt-") && !n.starts_with("volt-mock")
-        })
-        .count()
-}
 
 #[test]
 fn soak_100k_commands_from_8_threads_through_transport_drops_accounts_for_every_command() {
@@ -41,39 +33,16 @@ fn soak_100k_commands_from_8_threads_through_transport_drops_accounts_for_every_
     client.register_handler_fn("echo", |p, _| Ok(CommandResult::data(p)));
     client.connect().unwrap();
 
-    let issued = AtomicU64::new(0);
-    let (ok, not_ready, timeout) = (AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0));
+    let outcomes = Outcomes::default();
     let drops = AtomicU64::new(0);
     let started = Instant::now();
     std::thread::scope(|s| {
         for t in 0..THREADS {
-            let (client, issued, ok, not_ready, timeout) =
-                (&client, &issued, &ok, &not_ready, &timeout);
-            s.spawn(move || loop {
-                let n = issued.fetch_add(1, Ordering::SeqCst);
-                if n >= TOTAL {
-                    issued.fetch_sub(1, Ordering::SeqCst);
-                    return;
-                }
-                match client.send_command("echo", Some(json!({ "t": t, "n": n }))) {
-                    Ok(data) => {
-                        assert_eq!(data, Some(json!({ "t": t, "n": n })), "a crossed reply");
-                        ok.fetch_add(1, Ordering::Relaxed);
-                    }
-                    Err(e) if e.code() == Code::SocketNotReady => {
-                        not_ready.fetch_add(1, Ordering::Relaxed);
-                        // Reconnecting: wait for it rather than spin.
-                        wait_until(Duration::from_secs(10), || client.is_ready());
-                    }
-                    Err(e) if e.code() == Code::CommandTimeout => {
-                        timeout.fetch_add(1, Ordering::Relaxed);
-                    }
-                    Err(e) => panic!("unexpected outcome: {e}"),
-                }
-            });
+            let (client, outcomes) = (&client, &outcomes);
+            s.spawn(move || echo_worker(client, t, TOTAL, outcomes));
         }
         // Drops driven by progress, not by the clock.
-        let (server, issued, drops) = (&server, &issued, &drops);
+        let (server, issued, drops) = (&server, &outcomes.issued, &drops);
         s.spawn(move || {
             let mut next = DROP_EVERY;
             while next < TOTAL {
@@ -90,18 +59,14 @@ fn soak_100k_commands_from_8_threads_through_transport_drops_accounts_for_every_
         });
     });
     let took = started.elapsed();
-    let (ok, not_ready, timeout) = (
-        ok.load(Ordering::SeqCst),
-        not_ready.load(Ordering::SeqCst),
-        timeout.load(Ordering::SeqCst),
-    );
+    let (ok, not_ready, timeout) = outcomes.counts();
     let drops = drops.load(Ordering::SeqCst);
     eprintln!(
         "soak: {TOTAL} commands in {took:?}: {ok} ok, {not_ready} SOCKET_NOT_READY, \
          {timeout} COMMAND_TIMEOUT; {drops} transport drops; {} connections",
         server.stats().connections_total
     );
-    assert_eq!(issued.load(Ordering::SeqCst), TOTAL);
+    assert_eq!(outcomes.issued.load(Ordering::SeqCst), TOTAL);
     assert_eq!(
         ok + not_ready + timeout,
         TOTAL,

@@ -7,8 +7,10 @@
 //! One thread does both reading and writing because a TLS stream cannot be
 //! split: the thread sleeps in `mio::Poll`, woken by the socket or by the
 //! outbox's waker, reads until the socket would block, then drains the
-//! outbox in one batch and flushes once.
+//! outbox (the writer's) in one batch and flushes once.
 
+mod failover;
+mod head;
 mod reader;
 mod session;
 mod socket;
@@ -17,6 +19,6 @@ mod supervisor;
 mod transport;
 mod writer;
 
-pub(crate) use socket::{SharedSocket, Tell};
 pub(crate) use supervisor::{reactor, spawn, ConnContext};
-pub(crate) use transport::{Stream, Target};
+pub(crate) use transport::Target;
+pub(crate) use writer::{Flush, Frames, Outbox, OutboxError};

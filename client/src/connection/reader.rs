@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use super::session::{Flow, Io, BATCH};
 use super::socket::Wire;
-use super::state::{Action, End, Phase};
+use super::state::{Action, End};
 use crate::error::DaemonClientError;
 use crate::events::ClientEvent;
 use crate::protocol::envelope::{
@@ -33,11 +33,15 @@ impl Io {
             let flow = match reader.next_message() {
                 Ok(Some(message)) => {
                     handled += 1;
+                    self.link.stats.frame_in();
                     self.on_message(message, decoder)
                 }
                 Ok(None) => match reader.fill(stream) {
                     Ok(0) => Flow::End(End::Lost("transport close")),
-                    Ok(_) => continue,
+                    Ok(n) => {
+                        self.link.stats.bytes_in(n);
+                        continue;
+                    }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                         return (Flow::Continue, false)
                     }
@@ -81,6 +85,7 @@ impl Io {
             }
             Message::Ping(payload) => {
                 append_pong(&mut self.reply_bytes, payload, Some(rand::random()));
+                self.link.stats.frames_out(1);
                 Flow::Continue
             }
             Message::Pong => Flow::Continue,
@@ -91,7 +96,7 @@ impl Io {
     fn on_text(&mut self, text: &str, decoder: &mut Decoder) -> Flow {
         if let Some(json) = decoder
             .event_json(text, self.state.namespace())
-            .filter(|_| self.state.phase() == Phase::Serving)
+            .filter(|_| self.state.is_serving())
         {
             if let Some(response) = scan_command_response(json) {
                 self.to_wake.extend(self.link.complete_scanned(response));
@@ -148,8 +153,7 @@ impl Io {
                     attachments: Vec::new(),
                 });
             }
-            Action::Registered => return Flow::Registered,
-            Action::Rejected(e) => return Flow::Rejected(e),
+            Action::Settled => return Flow::Settled,
             Action::End(end) => return Flow::End(end),
             Action::Complete(r) => self.to_wake.extend(self.link.complete(r)),
             Action::Dispatch(command) => {
@@ -164,10 +168,14 @@ impl Io {
                         job.command.command
                     );
                     let reply = self.state.busy_reply(&job.command);
+                    self.link.stats.reverse_replied(503);
                     self.replies.push(reply);
                 }
             }
-            Action::Message(m) => self.events.post(ClientEvent::Message(m)),
+            Action::Message(m) => {
+                self.link.stats.message_in();
+                self.events.post(ClientEvent::Message(m));
+            }
             Action::Report(e) => self.events.error(e),
         }
         Flow::Continue

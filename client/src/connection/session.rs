@@ -2,6 +2,7 @@
 //! sleep, when to read, when to write) and what it holds. The reader and
 //! the writer are its two halves (reader.rs, writer.rs).
 
+use std::convert::Infallible;
 use std::io;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -10,9 +11,9 @@ use std::time::{Duration, Instant};
 use super::socket::SharedSocket;
 use super::state::{End, State};
 use super::transport::Reactor;
+use super::writer::{Outbox, OutboxReceiver};
 use crate::error::DaemonClientError;
 use crate::events::EventSink;
-use crate::outbox::{Outbox, OutboxReceiver};
 use crate::pending::Link;
 use crate::protocol::envelope::Outgoing;
 use crate::reverse_channel::JobSender;
@@ -25,31 +26,24 @@ pub(crate) const BATCH: usize = 256;
 
 /// What handling input decided.
 pub(crate) enum Flow {
+    /// Read on.
     Continue,
-    Registered,
-    Rejected(DaemonClientError),
-    End(End),
-}
-
-/// How the loop ended: a decided [`Flow`], by type.
-pub(crate) enum Outcome {
-    /// Only while registering: the server accepted.
-    Registered,
-    /// Only while registering: the server refused, or never answered.
-    Rejected(DaemonClientError),
+    /// The phase changed ([`Action::Settled`](super::state::Action)): stop
+    /// this turn's reading, so nothing read after the server's answer is
+    /// handled before the loop's caller has acted on it.
+    Settled,
     /// The session is over.
     End(End),
 }
 
-impl Flow {
-    fn outcome(self) -> Option<Outcome> {
-        match self {
-            Flow::Continue => None,
-            Flow::Registered => Some(Outcome::Registered),
-            Flow::Rejected(e) => Some(Outcome::Rejected(e)),
-            Flow::End(end) => Some(Outcome::End(end)),
-        }
-    }
+/// How registration ended.
+pub(crate) enum Registration {
+    /// The server accepted: serve next.
+    Accepted,
+    /// The server refused, or never answered within the deadline.
+    Refused(DaemonClientError),
+    /// The session ended first.
+    Ended(End),
 }
 
 /// The live socket and everything the loop needs to route what it reads.
@@ -75,31 +69,48 @@ pub(crate) struct Io {
 }
 
 impl Io {
-    /// The loop: until a decisive flow. `out_rx` is drained once ready;
-    /// `deadline` bounds registration.
-    pub(crate) fn run(
+    /// Runs the loop until the state machine decides the registration (its
+    /// deadline is the state's).
+    pub(crate) fn register(&mut self, reactor: &mut Reactor) -> Registration {
+        match self.run(reactor, None, State::registration) {
+            Ok(Ok(())) => Registration::Accepted,
+            Ok(Err(e)) => Registration::Refused(e),
+            Err(end) => Registration::Ended(end),
+        }
+    }
+
+    /// Runs the loop while serving, draining `out_rx`: nothing leaves that
+    /// phase, so only the session's end returns.
+    pub(crate) fn serve(&mut self, reactor: &mut Reactor, out_rx: &mut OutboxReceiver) -> End {
+        let Err(end) = self.run(reactor, Some(out_rx), |_| None::<Infallible>);
+        end
+    }
+
+    /// The loop: until the session ends, or `settled` finds the phase it
+    /// waits for decided. `out_rx` is drained once ready.
+    fn run<T>(
         &mut self,
         reactor: &mut Reactor,
         mut out_rx: Option<&mut OutboxReceiver>,
-        deadline: Option<Instant>,
-    ) -> Outcome {
+        settled: impl Fn(&State) -> Option<T>,
+    ) -> Result<T, End> {
         let mut again = true;
         // When to look at a socket lent to callers (socket.rs).
         let mut look_at_lent = None;
         loop {
-            let timeout = self.sleep_for(out_rx.as_deref(), deadline, look_at_lent, again);
+            let timeout = self.sleep_for(out_rx.as_deref(), look_at_lent, again);
             if let Err(e) = reactor.poll.poll(&mut reactor.events, Some(timeout)) {
                 if e.kind() != io::ErrorKind::Interrupted {
                     log::error!("poll failed: {e}");
-                    return Outcome::End(End::Lost("transport error"));
+                    return Err(End::Lost("transport error"));
                 }
             }
             if reactor.stop.load(Ordering::Acquire) {
-                return Outcome::End(End::Stopped);
+                return Err(End::Stopped);
             }
             let socket = self.socket.clone();
             if socket.is_broken() {
-                return Outcome::End(End::Lost("transport error"));
+                return Err(End::Lost("transport error"));
             }
             let mut wire = socket.wire.lock();
             let (flow, more_to_read) = self.read_batch(&mut wire);
@@ -111,13 +122,14 @@ impl Io {
                 }
                 wire = socket.wire.lock();
             }
-            if let Some(outcome) = flow.outcome() {
-                return outcome;
+            if let Flow::End(end) = flow {
+                return Err(end);
+            }
+            if let Some(decided) = settled(&self.state) {
+                return Ok(decided);
             }
             let was_blocked = socket.is_blocked();
-            if let Err(end) = self.write_turn(&mut wire, out_rx.as_deref_mut()) {
-                return Outcome::End(end);
-            }
+            self.write_turn(&mut wire, out_rx.as_deref_mut())?;
             drop(wire);
             // A socket that just became writable again may have left events
             // in the outbox whose senders did not wake us (still armed).
@@ -126,39 +138,37 @@ impl Io {
             again = more_to_read || unblocked;
             let now = Instant::now();
             if now >= self.last_ping + self.ping_window {
-                return Outcome::End(End::Lost("ping timeout"));
+                return Err(End::Lost("ping timeout"));
             }
-            if deadline.is_some_and(|d| now >= d) {
-                return Outcome::Rejected(DaemonClientError::connection(
-                    "registration got no answer within connect_timeout",
-                ));
+            self.state.on_tick(now);
+            if let Some(decided) = settled(&self.state) {
+                return Ok(decided);
             }
         }
     }
 
     /// How long this turn's poll may sleep: until the ping deadline, the
-    /// registration deadline, the next look at a lent socket, or the write
-    /// policy's cap; not at all when `again` (or, when uncapped, when
+    /// registration deadline (the state's), or the write policy's limit
+    /// (`write_policy::sleep_limit`: the lazy-flush cap, the next look at a
+    /// lent socket); not at all when `again` (or, when uncapped, when
     /// something is queued: see `OutboxReceiver::sleep_uncapped`).
     fn sleep_for(
         &self,
         out_rx: Option<&OutboxReceiver>,
-        deadline: Option<Instant>,
         look_at_lent: Option<Instant>,
         mut again: bool,
     ) -> Duration {
+        let deadline = self.state.registration_deadline();
         let ping_deadline = self.last_ping + self.ping_window;
         let mut wake = deadline.map_or(ping_deadline, |d| d.min(ping_deadline));
-        if let Some(at) = look_at_lent {
-            wake = wake.min(at);
-        }
         // Senders may queue without waking us (Flush::Lazy) while there is
         // a cap; without one, they are told we sleep.
-        let cap = out_rx.and_then(|_| write_policy::poll_cap(self.link.pending_count()));
-        if let Some(cap) = cap {
-            wake = wake.min(Instant::now() + cap);
+        let in_flight = out_rx.map(|_| self.link.pending_count());
+        let limit = write_policy::sleep_limit(Instant::now(), in_flight, look_at_lent);
+        if let Some(at) = limit.wake_by {
+            wake = wake.min(at);
         }
-        if let Some(rx) = out_rx.filter(|_| cap.is_none() && !again) {
+        if let Some(rx) = out_rx.filter(|_| !limit.lazy_capped && !again) {
             // Not while blocked: writability wakes us then.
             if !self.socket.is_blocked() && !rx.sleep_uncapped() {
                 again = true;
@@ -166,7 +176,7 @@ impl Io {
         }
         #[cfg(test)]
         if !again && out_rx.is_some() {
-            *self.link.last_sleep.lock() = Some((self.link.pending_count(), cap.is_some()));
+            *self.link.last_sleep.lock() = Some((self.link.pending_count(), limit.lazy_capped));
         }
         if again {
             Duration::ZERO

@@ -34,6 +34,7 @@ use parking_lot::Mutex;
 use super::transport::{Stream, SOCKET};
 use crate::protocol::websocket::FrameReader;
 use crate::protocol::Decoder;
+use crate::stats::Stats;
 use crate::write_policy::{InlineHits, LEND_IDLE};
 
 /// The socket and what reading it needs; only ever touched under
@@ -90,6 +91,8 @@ pub(crate) struct SharedSocket {
     /// Putting the socket back in the poll failed: the connection thread
     /// ends the connection.
     broken: AtomicBool,
+    /// The client's counters (bytes and frames through this socket).
+    pub(crate) stats: Arc<Stats>,
 }
 
 impl SharedSocket {
@@ -103,6 +106,7 @@ impl SharedSocket {
         decoder: Decoder,
         registry: Registry,
         namespace: &str,
+        stats: Arc<Stats>,
     ) -> io::Result<Arc<Self>> {
         let inline = stream.is_plain().then(InlineHits::default);
         let mut wire = Wire {
@@ -120,6 +124,7 @@ impl SharedSocket {
             registry,
             namespace: namespace.to_owned(),
             broken: AtomicBool::new(false),
+            stats,
         }))
     }
 
@@ -193,6 +198,9 @@ impl SharedSocket {
         let mut on_json = on_json;
         let mut took = false;
         let read = wire.reader.fill(&mut wire.stream);
+        if let Ok(n) = read {
+            self.stats.bytes_in(n);
+        }
         if matches!(read, Ok(n) if n > 0) {
             let Wire {
                 reader, decoder, ..
@@ -203,6 +211,7 @@ impl SharedSocket {
                     .is_some_and(&mut on_json)
             }) {
                 took = true;
+                self.stats.frame_in();
             }
         }
         if let Some(hits) = &mut wire.inline {
@@ -337,6 +346,7 @@ mod tests {
             Decoder::new(Limits::default()),
             poll.registry().try_clone().unwrap(),
             "/daemon",
+            Arc::default(),
         )
         .unwrap();
         (poll, socket, server)
@@ -492,18 +502,18 @@ mod tests {
     fn another_command_written_directly_takes_the_socket_back() {
         let (mut poll, socket, mut server) = pair();
         assert_eq!(borrow_for_reply(&socket, &mut server, "a"), Tell::Wake);
-        let (outbox, _rx) = crate::outbox::outbox(
+        let (outbox, _rx) = crate::connection::writer::outbox(
             Arc::new(mio::Waker::new(poll.registry(), super::super::transport::WAKER).unwrap()),
             1 << 20,
             socket.clone(),
         );
-        let frames = crate::outbox::Frames {
+        let frames = crate::connection::writer::Frames {
             text: "42/daemon,[\"message\",2]",
             attachments: &[],
         };
         let far = Instant::now() + LIMIT;
         outbox
-            .send_with(frames, far, crate::outbox::Flush::Direct)
+            .send_with(frames, far, crate::connection::writer::Flush::Direct)
             .unwrap();
         assert!(socket.wire.lock().lending == Lending::Polled);
         assert_back_in_the_poll(&mut poll, &mut server);

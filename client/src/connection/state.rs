@@ -1,10 +1,18 @@
 //! The connection's pure state machine: what an inbound packet means in
-//! the current phase (registering or serving), the registration and its
-//! rejection, repeated reverse-command ids, and the 503 reply of a full
-//! handler pool. It does no I/O: it returns what to do, and the reader
-//! does it.
+//! the current phase (registering, serving, or refused), the registration,
+//! its rejection and its deadline, repeated reverse-command ids, and the
+//! 503 reply of a full handler pool. It does no I/O and reads no clock (the
+//! time is an argument): it returns what to do, and the reader does it.
+//!
+//! Phases: `Registering` goes to `Serving` on the server's `40`, or to
+//! `Refused` on its `44` or at the registration deadline; nothing leaves
+//! `Serving` or `Refused` (a session ends through [`Action::End`], and the
+//! next connection has a new `State`). While serving, a second `40` or a
+//! `44` is something the contract does not allow: a `PROTOCOL_ERROR` for
+//! `on_error`, dropped, and the session goes on.
 
 use std::collections::{HashSet, VecDeque};
+use std::time::Instant;
 
 use serde_json::Value;
 
@@ -39,12 +47,15 @@ impl End {
 }
 
 /// Where the connection is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Phase {
-    /// `40` sent, awaiting the server's `40` or `44`.
+    /// `40` sent, awaiting the server's `40` or `44` until the deadline.
     Registering,
     /// Registered: commands, events and reverse commands flow.
     Serving,
+    /// The server refused the registration (or never answered it): the
+    /// connection is to be closed; what it still reads is ignored.
+    Refused(DaemonClientError),
 }
 
 /// What the reader must do about an inbound packet.
@@ -54,10 +65,9 @@ pub(crate) enum Action {
     None,
     /// Answer an Engine.IO ping with this text; the ping window restarts.
     Pong(String),
-    /// The server accepted the registration: serving from now on.
-    Registered,
-    /// The server refused the registration.
-    Rejected(DaemonClientError),
+    /// The registration is decided (accepted or refused):
+    /// [`State::registration`] says which. Stop this turn's reading.
+    Settled,
     /// The session is over.
     End(End),
     /// A reply, for its command's waiter.
@@ -74,6 +84,8 @@ pub(crate) enum Action {
 /// The state of one connection.
 pub(crate) struct State {
     phase: Phase,
+    /// When `Registering` gives up.
+    deadline: Instant,
     namespace: String,
     /// Reverse-command request ids seen on this connection: a repeated one
     /// is refused, so each id gets exactly one reply.
@@ -81,17 +93,52 @@ pub(crate) struct State {
 }
 
 impl State {
-    /// A connection that has sent its registration to `namespace`.
-    pub(crate) fn new(namespace: &str) -> Self {
+    /// A connection that has sent its registration to `namespace`, to be
+    /// answered by `deadline`.
+    pub(crate) fn new(namespace: &str, deadline: Instant) -> Self {
         State {
             phase: Phase::Registering,
+            deadline,
             namespace: namespace.to_owned(),
             reverse_ids: RecentIds::default(),
         }
     }
 
-    pub(crate) fn phase(&self) -> Phase {
-        self.phase
+    #[cfg(test)]
+    pub(crate) fn phase(&self) -> &Phase {
+        &self.phase
+    }
+
+    /// Whether commands, events and reverse commands flow.
+    pub(crate) fn is_serving(&self) -> bool {
+        self.phase == Phase::Serving
+    }
+
+    /// The registration's outcome once decided: `None` while registering.
+    pub(crate) fn registration(&self) -> Option<Result<(), DaemonClientError>> {
+        match &self.phase {
+            Phase::Registering => None,
+            Phase::Serving => Some(Ok(())),
+            Phase::Refused(e) => Some(Err(e.clone())),
+        }
+    }
+
+    /// When the poll must wake for the registration deadline, if it still
+    /// runs.
+    pub(crate) fn registration_deadline(&self) -> Option<Instant> {
+        (self.phase == Phase::Registering).then_some(self.deadline)
+    }
+
+    /// The time is `now`: a registration unanswered by its deadline is
+    /// refused.
+    pub(crate) fn on_tick(&mut self, now: Instant) -> Action {
+        if self.phase == Phase::Registering && now >= self.deadline {
+            self.phase = Phase::Refused(DaemonClientError::connection(
+                "registration got no answer within connect_timeout",
+            ));
+            return Action::Settled;
+        }
+        Action::None
     }
 
     pub(crate) fn namespace(&self) -> &str {
@@ -112,39 +159,56 @@ impl State {
     }
 
     fn on_packet(&mut self, complete: Complete) -> Action {
+        match self.phase {
+            Phase::Registering => self.on_packet_registering(&complete),
+            Phase::Serving => self.on_packet_serving(complete),
+            Phase::Refused(_) => Action::None,
+        }
+    }
+
+    /// A packet before the server answered the registration: only its
+    /// answer (or a kick) counts.
+    fn on_packet_registering(&mut self, complete: &Complete) -> Action {
         let packet = &complete.packet;
-        let registering = self.phase == Phase::Registering;
-        if packet.namespace != self.namespace {
-            if registering && packet.packet_type == PacketType::ConnectError {
-                return Action::Rejected(rejection(packet.data.as_ref()));
+        let ours = packet.namespace == self.namespace;
+        match packet.packet_type {
+            // A server refusing the namespace answers on the main one.
+            PacketType::ConnectError => {
+                self.phase = Phase::Refused(rejection(packet.data.as_ref()));
+                Action::Settled
             }
-            return Action::Report(DaemonClientError::protocol(format!(
-                "packet for namespace {:?} dropped",
-                packet.namespace
-            )));
+            PacketType::Connect if ours => {
+                self.phase = Phase::Serving;
+                Action::Settled
+            }
+            PacketType::Disconnect if ours => Action::End(End::Kicked),
+            _ if !ours => foreign(&packet.namespace),
+            other => Action::Report(DaemonClientError::protocol(format!(
+                "unexpected {other:?} packet during registration"
+            ))),
+        }
+    }
+
+    /// A packet while serving.
+    fn on_packet_serving(&mut self, complete: Complete) -> Action {
+        let packet = &complete.packet;
+        if packet.namespace != self.namespace {
+            return foreign(&packet.namespace);
         }
         match packet.packet_type {
-            PacketType::Connect if registering => {
-                self.phase = Phase::Serving;
-                Action::Registered
-            }
-            PacketType::ConnectError if registering => {
-                Action::Rejected(rejection(packet.data.as_ref()))
-            }
+            PacketType::Event | PacketType::BinaryEvent => match VoltEvent::from_packet(complete) {
+                Ok(event) => self.on_event(event),
+                Err(e) => Action::Report(DaemonClientError::protocol(e)),
+            },
             PacketType::Disconnect => Action::End(End::Kicked),
-            PacketType::Event | PacketType::BinaryEvent if !registering => {
-                match VoltEvent::from_packet(complete) {
-                    Ok(event) => self.on_event(event),
-                    Err(e) => Action::Report(DaemonClientError::protocol(e)),
-                }
-            }
+            PacketType::Connect => Action::Report(DaemonClientError::protocol(
+                "a second registration answer (CONNECT) on a registered connection: dropped",
+            )),
+            PacketType::ConnectError => Action::Report(DaemonClientError::protocol(
+                "a registration refusal (CONNECT_ERROR) on a registered connection: dropped",
+            )),
             other => Action::Report(DaemonClientError::protocol(format!(
-                "unexpected {other:?} packet{}",
-                if registering {
-                    " during registration"
-                } else {
-                    ""
-                }
+                "unexpected {other:?} packet"
             ))),
         }
     }
@@ -173,6 +237,13 @@ impl State {
         error_reply(cmd, 503, "BUSY", "the handler pool is saturated".into())
             .encode(&self.namespace)
     }
+}
+
+/// The report for a packet on a namespace that is not ours.
+fn foreign(namespace: &str) -> Action {
+    Action::Report(DaemonClientError::protocol(format!(
+        "packet for namespace {namespace:?} dropped"
+    )))
 }
 
 /// The error for a `44`: the server's message and `data.code`.
@@ -223,6 +294,8 @@ impl RecentIds {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
+
     use crate::protocol::{Decoder, Limits};
 
     /// Feeds one Engine.IO text frame.
@@ -236,13 +309,26 @@ mod tests {
         }
     }
 
+    /// A state registering until a deadline far away.
+    fn registering() -> State {
+        State::new("/daemon", Instant::now() + Duration::from_secs(3600))
+    }
+
     fn serving() -> State {
-        let mut state = State::new("/daemon");
+        let mut state = registering();
         assert!(matches!(
             feed(&mut state, r#"40/daemon,{"sid":"s"}"#),
-            Action::Registered
+            Action::Settled
         ));
         state
+    }
+
+    /// The refusal's error, once refused.
+    fn refusal(state: &State) -> DaemonClientError {
+        match state.registration() {
+            Some(Err(e)) => e,
+            other => panic!("not refused: {other:?}"),
+        }
     }
 
     fn reverse(id: &str) -> String {
@@ -253,46 +339,124 @@ mod tests {
 
     #[test]
     fn registration_is_accepted_by_a_connect_on_our_namespace() {
-        let mut state = State::new("/daemon");
-        assert_eq!(state.phase(), Phase::Registering);
+        let mut state = registering();
+        assert_eq!(state.phase(), &Phase::Registering);
+        assert_eq!(state.registration(), None);
+        assert!(!state.is_serving());
         assert!(matches!(
             feed(&mut state, r#"40/daemon,{"sid":"s"}"#),
-            Action::Registered
+            Action::Settled
         ));
-        assert_eq!(state.phase(), Phase::Serving);
-        // A second connect is not a second registration.
+        assert_eq!(state.phase(), &Phase::Serving);
+        assert_eq!(state.registration(), Some(Ok(())));
+        assert!(state.is_serving());
+        assert_eq!(state.registration_deadline(), None);
+    }
+
+    #[test]
+    fn a_second_registration_ack_while_serving_is_a_protocol_error_and_serving_goes_on() {
+        let mut state = serving();
+        let Action::Report(e) = feed(&mut state, r#"40/daemon,{"sid":"t"}"#) else {
+            panic!("not reported")
+        };
+        assert_eq!(e.code(), DaemonClientErrorCode::ProtocolError);
+        assert_eq!(state.phase(), &Phase::Serving);
+        // Still serving: a reply after it is routed.
+        let reply = r#"42/daemon,["command-response",{"requestId":"q1","ok":true}]"#;
+        assert!(matches!(feed(&mut state, reply), Action::Complete(_)));
+    }
+
+    #[test]
+    fn a_connect_error_while_serving_is_a_protocol_error_not_a_refusal() {
+        let mut state = serving();
+        let text = r#"44/daemon,{"message":"late","data":{"code":"AUTH_FAILED"}}"#;
+        let Action::Report(e) = feed(&mut state, text) else {
+            panic!("not reported")
+        };
+        assert_eq!(e.code(), DaemonClientErrorCode::ProtocolError);
+        assert_eq!(state.registration(), Some(Ok(())));
+        // On another namespace: a foreign packet, dropped.
         assert!(matches!(
-            feed(&mut state, r#"40/daemon,{"sid":"t"}"#),
+            feed(&mut state, r#"44{"message":"no"}"#),
             Action::Report(_)
         ));
+        assert_eq!(state.phase(), &Phase::Serving);
     }
 
     #[test]
     fn a_connect_error_rejects_with_the_servers_code_and_message() {
-        let mut state = State::new("/daemon");
+        let mut state = registering();
         let text = r#"44/daemon,{"message":"bad password","data":{"code":"AUTH_FAILED"}}"#;
-        let Action::Rejected(e) = feed(&mut state, text) else {
-            panic!("not rejected")
-        };
+        assert!(matches!(feed(&mut state, text), Action::Settled));
+        let e = refusal(&state);
         assert_eq!(e.code(), DaemonClientErrorCode::SocketRegistrationFailed);
         assert_eq!(e.server_code(), Some("AUTH_FAILED"));
         assert_eq!(e.server_message(), Some("bad password"));
         // On the main namespace too (a server refusing the namespace).
-        let mut state = State::new("/daemon");
+        let mut state = registering();
         assert!(matches!(
             feed(&mut state, r#"44{"message":"no"}"#),
-            Action::Rejected(_)
+            Action::Settled
         ));
+        assert_eq!(refusal(&state).server_message(), Some("no"));
+        assert_eq!(refusal(&state).server_code(), None);
+    }
+
+    #[test]
+    fn a_refused_connection_ignores_what_it_still_reads() {
+        let mut state = registering();
+        feed(&mut state, r#"44/daemon,{"message":"no"}"#);
+        assert!(matches!(
+            feed(&mut state, r#"40/daemon,{"sid":"s"}"#),
+            Action::None
+        ));
+        assert!(matches!(feed(&mut state, &reverse("r1")), Action::None));
+        assert_eq!(refusal(&state).server_message(), Some("no"));
+    }
+
+    #[test]
+    fn an_unanswered_registration_is_refused_at_its_deadline_only() {
+        let start = Instant::now();
+        let deadline = start + Duration::from_secs(20);
+        let mut state = State::new("/daemon", deadline);
+        assert_eq!(state.registration_deadline(), Some(deadline));
+        assert!(matches!(
+            state.on_tick(deadline - Duration::from_millis(1)),
+            Action::None
+        ));
+        assert_eq!(state.registration(), None);
+        assert!(matches!(state.on_tick(deadline), Action::Settled));
+        let e = refusal(&state);
+        assert_eq!(e.code(), DaemonClientErrorCode::SocketConnectionFailed);
+        assert!(e.to_string().contains("connect_timeout"), "{e}");
+        assert_eq!(state.registration_deadline(), None);
+        // Ticks decide nothing more, and none while serving.
+        assert!(matches!(state.on_tick(deadline), Action::None));
+        let mut state = serving();
+        assert!(matches!(
+            state.on_tick(Instant::now() + Duration::from_secs(7200)),
+            Action::None
+        ));
+        assert!(state.is_serving());
     }
 
     #[test]
     fn events_during_registration_are_reported_not_routed() {
-        let mut state = State::new("/daemon");
+        let mut state = registering();
         assert!(matches!(
             feed(&mut state, &reverse("r1")),
             Action::Report(_)
         ));
-        assert_eq!(state.phase(), Phase::Registering);
+        assert_eq!(state.phase(), &Phase::Registering);
+    }
+
+    #[test]
+    fn a_kick_during_registration_ends_the_session() {
+        let mut state = registering();
+        assert!(matches!(
+            feed(&mut state, "41/daemon,"),
+            Action::End(End::Kicked)
+        ));
     }
 
     #[test]

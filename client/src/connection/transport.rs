@@ -12,6 +12,7 @@ use mio::{Events, Interest, Poll, Token};
 use tungstenite::handshake::HandshakeError;
 use tungstenite::protocol::WebSocketConfig;
 
+use super::head::HeadGather;
 use crate::error::DaemonClientError;
 use crate::options::{SocketOptions, TlsOptions};
 use crate::protocol::engine::{EnginePacket, Handshake};
@@ -45,6 +46,8 @@ pub(crate) struct Stream {
     /// response head, and those bytes are the first frames, which
     /// `FrameReader` reads from here on.
     recorded: Option<Vec<u8>>,
+    /// The response head, gathered whole before tungstenite reads it.
+    head: HeadGather,
 }
 
 enum RawStream {
@@ -63,6 +66,7 @@ impl Stream {
             out_pos: 0,
             buffered: false,
             recorded: Some(Vec::new()),
+            head: HeadGather::default(),
         }
     }
 
@@ -90,7 +94,8 @@ impl Stream {
     /// read past the HTTP response head are returned (the first frames).
     fn end_handshake(&mut self) -> Vec<u8> {
         self.buffered = true;
-        let recorded = self.recorded.take().unwrap_or_default();
+        let mut recorded = self.recorded.take().unwrap_or_default();
+        recorded.extend(self.head.take_rest());
         match recorded.windows(4).position(|w| w == b"\r\n\r\n") {
             Some(end) => recorded[end + 4..].to_vec(),
             None => Vec::new(),
@@ -158,9 +163,14 @@ impl Stream {
 
 impl Read for Stream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = match &mut self.io {
+        let raw = |io: &mut RawStream, buf: &mut [u8]| match io {
             RawStream::Plain(s) => s.read(buf),
             RawStream::Tls(s) => s.read(buf),
+        };
+        let n = if self.recorded.is_some() {
+            self.head.read(|b| raw(&mut self.io, b), buf)
+        } else {
+            raw(&mut self.io, buf)
         }?;
         if let Some(recorded) = &mut self.recorded {
             recorded.extend_from_slice(&buf[..n]);
@@ -310,7 +320,7 @@ pub(crate) fn open(
     socket: &SocketOptions,
     deadline: Instant,
 ) -> Result<Opened, DaemonClientError> {
-    let tcp = connect_tcp(reactor, target, deadline)?;
+    let tcp = connect_routed(reactor, target, socket, deadline)?;
     let stream = Stream::new(if target.tls {
         RawStream::Tls(Box::new(tls_handshake(
             reactor,
@@ -360,14 +370,56 @@ pub(crate) fn open(
     })
 }
 
-fn connect_tcp(
+/// TCP to the server, or to the proxy `socket.proxy` picks for it and
+/// through its CONNECT tunnel (see `crate::proxy`), by `deadline`.
+fn connect_routed(
     reactor: &mut Reactor,
     target: &Target,
+    socket: &SocketOptions,
     deadline: Instant,
 ) -> Result<TcpStream, DaemonClientError> {
-    let addrs: Vec<SocketAddr> = (target.host.as_str(), target.port)
+    let route = crate::proxy::route(
+        &socket.proxy,
+        &crate::proxy::env::process,
+        target.tls,
+        &target.host,
+        target.port,
+    );
+    let Some(proxy) = route.map_err(DaemonClientError::connection)? else {
+        return connect_tcp(reactor, &target.host, target.port, deadline);
+    };
+    let shown = proxy.shown();
+    log::debug!(
+        "connecting to {}:{} through the proxy {shown}",
+        target.host,
+        target.port
+    );
+    let mut tcp = connect_tcp(reactor, &proxy.host, proxy.port, deadline)
+        .map_err(|e| DaemonClientError::connection(format!("proxy {shown}: {}", e.message())))?;
+    let tunnel =
+        crate::proxy::connect::establish(&mut tcp, &proxy, &target.host, target.port, || {
+            reactor.wait(deadline)
+        });
+    tunnel.map_err(|f| match f {
+        crate::proxy::connect::Failed::Wait(i) => {
+            interrupted(&format!("CONNECT tunnel through the proxy {shown}"), i)
+        }
+        crate::proxy::connect::Failed::Io(m, _) | crate::proxy::connect::Failed::Refused(m) => {
+            DaemonClientError::connection(m)
+        }
+    })?;
+    Ok(tcp)
+}
+
+fn connect_tcp(
+    reactor: &mut Reactor,
+    host: &str,
+    port: u16,
+    deadline: Instant,
+) -> Result<TcpStream, DaemonClientError> {
+    let addrs: Vec<SocketAddr> = (host, port)
         .to_socket_addrs()
-        .map_err(|e| failed(&format!("DNS lookup of {}", target.host), e))?
+        .map_err(|e| failed(&format!("DNS lookup of {host}"), e))?
         .collect();
     let mut last = None;
     for addr in addrs {
@@ -376,7 +428,7 @@ fn connect_tcp(
             Err(e) => last = Some(e),
         }
     }
-    Err(last.unwrap_or_else(|| failed("DNS lookup", format!("{} has no address", target.host))))
+    Err(last.unwrap_or_else(|| failed("DNS lookup", format!("{host} has no address"))))
 }
 
 fn connect_one(

@@ -21,6 +21,7 @@ use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
 use crate::options::TlsOptions;
+use crate::proxy::ProxyOptions;
 
 mod response;
 
@@ -216,13 +217,15 @@ fn request_head(target: &Target, bearer_token: &str, body_len: usize) -> String 
 
 /// Sends `POST url` with the JSON `body` and `Authorization: Bearer
 /// <bearer_token>`, and reads the whole response, all within `timeout`.
-/// TLS follows `tls` (the same rules as the control socket). Any status is
-/// a [`Response`]; only transport and framing failures are errors.
+/// TLS follows `tls` (the same rules as the control socket), and the
+/// route `proxy` (a CONNECT tunnel, TLS inside it). Any status is a
+/// [`Response`]; only transport and framing failures are errors.
 pub(crate) fn post_json(
     url: &url::Url,
     bearer_token: &str,
     body: &[u8],
     tls: &TlsOptions,
+    proxy: &ProxyOptions,
     timeout: Duration,
 ) -> Result<Response, HttpError> {
     let deadline = Instant::now() + timeout;
@@ -234,7 +237,7 @@ pub(crate) fn post_json(
             "the bearer token contains control characters, which a header cannot carry",
         ));
     }
-    let result = exchange(&target, bearer_token, body, tls, deadline).map_err(|mut e| {
+    let result = exchange(&target, bearer_token, body, tls, proxy, deadline).map_err(|mut e| {
         // The deadline cuts I/O short in ways a TLS layer may not report as
         // a timeout: past it, every failure is one.
         if e.kind != ErrorKind::Timeout && Instant::now() >= deadline {
@@ -261,6 +264,7 @@ fn exchange(
     bearer_token: &str,
     body: &[u8],
     tls: &TlsOptions,
+    proxy: &ProxyOptions,
     deadline: Instant,
 ) -> Result<Response, HttpError> {
     // Built before connecting so that a TLS setup error costs no connection.
@@ -269,8 +273,7 @@ fn exchange(
     } else {
         None
     };
-    let tcp = connect(target, deadline)?;
-    let stream = DeadlineStream { tcp, deadline };
+    let stream = connect_routed(target, proxy, deadline)?;
     let mut conn = match connector {
         None => Conn::Plain(stream),
         Some(connector) => match connector.connect(&target.host, stream) {
@@ -299,14 +302,50 @@ fn exchange(
     read_response(conn, &Limits::default())
 }
 
-/// Connects to the first address of `target` that answers, by `deadline`.
-fn connect(target: &Target, deadline: Instant) -> Result<TcpStream, HttpError> {
-    let addrs: Vec<SocketAddr> = (target.host.as_str(), target.port)
+/// Connects to `target`, or to the proxy `proxy` picks for it and through
+/// its CONNECT tunnel, by `deadline`.
+fn connect_routed(
+    target: &Target,
+    proxy: &ProxyOptions,
+    deadline: Instant,
+) -> Result<DeadlineStream, HttpError> {
+    use crate::proxy::connect::{establish, Failed};
+    let route = crate::proxy::route(
+        proxy,
+        &crate::proxy::env::process,
+        target.tls,
+        &target.host,
+        target.port,
+    );
+    let route = route.map_err(|e| HttpError::new(ErrorKind::InvalidRequest, e))?;
+    let Some(proxy) = route else {
+        let tcp = connect(&target.host, target.port, deadline)?;
+        return Ok(DeadlineStream { tcp, deadline });
+    };
+    let shown = proxy.shown();
+    let tcp = connect(&proxy.host, proxy.port, deadline).map_err(|mut e| {
+        e.message = format!("proxy {shown}: {}", e.message);
+        e
+    })?;
+    let mut stream = DeadlineStream { tcp, deadline };
+    // The stream blocks (until the deadline): it never asks to wait.
+    let tunnel = establish(&mut stream, &proxy, &target.host, target.port, || Err(()));
+    tunnel.map_err(|f| match f {
+        Failed::Io(m, kind) => io_error(&m, &io::Error::from(kind)),
+        Failed::Wait(()) => HttpError::new(ErrorKind::Timeout, "the CONNECT tunnel timed out"),
+        Failed::Refused(m) => HttpError::new(ErrorKind::Connect, m),
+    })?;
+    Ok(stream)
+}
+
+/// Connects to the first address of `host:port` that answers, by `deadline`.
+fn connect(host: &str, port: u16, deadline: Instant) -> Result<TcpStream, HttpError> {
+    let addrs: Vec<SocketAddr> = (host, port)
         .to_socket_addrs()
         .map_err(|e| {
             HttpError::new(
                 ErrorKind::Connect,
-                format!("the DNS lookup of {} failed: {e}", target.host),
+                format!("the DNS lookup of {host} failed: {e}"),
             )
         })?
         .collect();
@@ -336,7 +375,7 @@ fn connect(target: &Target, deadline: Instant) -> Result<TcpStream, HttpError> {
     Err(last.unwrap_or_else(|| {
         HttpError::new(
             ErrorKind::Connect,
-            format!("the DNS lookup of {} found no address", target.host),
+            format!("the DNS lookup of {host} found no address"),
         )
     }))
 }
@@ -825,6 +864,7 @@ mod tests {
                 token,
                 b"{}",
                 &TlsOptions::default(),
+                &ProxyOptions::none(),
                 Duration::from_secs(1),
             )
             .unwrap_err();
@@ -882,6 +922,7 @@ mod tests {
             "tok-9",
             b"{\"k\":1}",
             &TlsOptions::default(),
+            &ProxyOptions::none(),
             Duration::from_secs(5),
         )
         .unwrap();
@@ -910,7 +951,15 @@ mod tests {
         });
         let timeout = Duration::from_millis(700);
         let t = Instant::now();
-        let e = post_json(&url, "tok", b"{\"k\":1}", &TlsOptions::default(), timeout).unwrap_err();
+        let e = post_json(
+            &url,
+            "tok",
+            b"{\"k\":1}",
+            &TlsOptions::default(),
+            &ProxyOptions::none(),
+            timeout,
+        )
+        .unwrap_err();
         let took = t.elapsed();
         assert_eq!(e.kind, ErrorKind::Timeout, "{e}");
         assert!(e.message.contains("for the whole exchange"), "{e}");
@@ -935,6 +984,7 @@ mod tests {
             "tok",
             b"{}",
             &TlsOptions::default(),
+            &ProxyOptions::none(),
             Duration::from_secs(2),
         )
         .unwrap_err();

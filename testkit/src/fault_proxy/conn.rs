@@ -95,18 +95,28 @@ impl Conn {
         self.close();
     }
 
-    /// Runs both directions until the connection ends.
+    /// Runs both directions until the connection ends. Each thread is
+    /// joined (a scope alone only waits for their closures to return, not
+    /// for the threads to exit).
     pub fn run(&self, index: u64, seed: u64) {
         std::thread::scope(|s| {
+            let mut threads = Vec::new();
             for dir in 0..2 {
                 let (tx, rx) = crossbeam_channel::bounded(LINE_CHUNKS);
                 let rng = StdRng::seed_from_u64(seed ^ (index << 1 | dir as u64));
-                let _ = std::thread::Builder::new()
-                    .name("faultproxy-rd".into())
-                    .spawn_scoped(s, move || self.read_side(dir, rng, tx));
-                let _ = std::thread::Builder::new()
-                    .name("faultproxy-wr".into())
-                    .spawn_scoped(s, move || self.write_side(dir, rx));
+                threads.extend(
+                    std::thread::Builder::new()
+                        .name("faultproxy-rd".into())
+                        .spawn_scoped(s, move || self.read_side(dir, rng, tx)),
+                );
+                threads.extend(
+                    std::thread::Builder::new()
+                        .name("faultproxy-wr".into())
+                        .spawn_scoped(s, move || self.write_side(dir, rx)),
+                );
+            }
+            for t in threads {
+                let _ = t.join();
             }
         });
     }
@@ -218,9 +228,11 @@ impl Conn {
                 let cost = Duration::from_secs_f64(piece as f64 / rate.max(1) as f64);
                 *next_at = (*next_at).max(Instant::now()) + cost;
             }
+            // Counted before the write: once the peer has the bytes, so do
+            // the stats (a test may read them as soon as the server replied).
+            self.shared.counters.bytes[dir].fetch_add(piece as u64, Ordering::SeqCst);
             self.write_all(&mut dst, &data[sent..sent + piece])?;
             sent += piece;
-            self.shared.counters.bytes[dir].fetch_add(piece as u64, Ordering::SeqCst);
             if let Some((_, delay)) = f.slice.filter(|(_, d)| !d.is_zero()) {
                 let until = Some(Instant::now() + delay);
                 if !self.shared.wait(until, || self.is_ended(), |_| false) {

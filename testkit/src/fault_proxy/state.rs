@@ -99,9 +99,10 @@ pub(crate) struct Counters {
 /// What a [`FaultProxy`](super::FaultProxy) has done so far.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct ProxyStats {
-    /// Bytes delivered to the server.
+    /// Bytes forwarded to the server, counted as each piece is handed to
+    /// its socket: bytes the server has read are always counted.
     pub bytes_to_server: u64,
-    /// Bytes delivered to the client.
+    /// Bytes forwarded to the client, counted the same way.
     pub bytes_to_client: u64,
     /// Connections accepted and forwarded.
     pub connections_total: u64,

@@ -1,0 +1,258 @@
+//! A clean exit: `drain(timeout)` refuses new work (commands and emits at
+//! once, reverse commands with 503 `DRAINING` from a `volt-drain` thread),
+//! lets the work in flight finish until the deadline, then disconnects as
+//! `disconnect()` does, and reports what finished and what was cut off.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+use parking_lot::{Condvar, Mutex};
+
+use crate::error::DaemonClientError;
+use crate::reverse_channel::{error_reply, Job};
+use crate::worker::Worker;
+use crate::ClusterDaemonClient;
+
+/// Reverse commands waiting for their 503 `DRAINING`; beyond it, 503 `BUSY`.
+const REFUSAL_QUEUE: usize = 256;
+
+/// How often the wait for commands in flight looks again (they have no
+/// signal of their own to wait on).
+const LOOK_AGAIN: Duration = Duration::from_millis(2);
+
+/// What [`ClusterDaemonClient::drain`] saw. Counts are of the work in
+/// flight when the drain began: finished before the deadline, or cut off
+/// (still running at the deadline; a cut-off handler's reply is dropped
+/// with the connection).
+///
+/// ```
+/// use volt_daemon_client::DrainReport;
+/// let r = DrainReport::default();
+/// assert!(r.is_clean());
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DrainReport {
+    /// Reverse commands (handlers, streams included) that finished.
+    pub handlers_finished: usize,
+    /// Reverse commands still running or queued at the deadline.
+    pub handlers_cut_off: usize,
+    /// Commands to the server answered (or failed) before the deadline.
+    pub commands_finished: usize,
+    /// Commands to the server still awaiting a reply at the deadline.
+    pub commands_cut_off: usize,
+    /// Reverse commands answered 503 `DRAINING` meanwhile.
+    pub reverse_commands_refused: usize,
+    /// How long the drain took, the disconnect included.
+    pub elapsed: Duration,
+}
+
+impl DrainReport {
+    /// Whether nothing was cut off.
+    ///
+    /// ```
+    /// # use volt_daemon_client::DrainReport;
+    /// let mut r = DrainReport::default();
+    /// r.handlers_cut_off = 1;
+    /// assert!(!r.is_clean());
+    /// ```
+    pub fn is_clean(&self) -> bool {
+        self.handlers_cut_off == 0 && self.commands_cut_off == 0
+    }
+}
+
+/// The handler pool's count of jobs in flight, and where reverse commands
+/// go while draining. One per client.
+#[derive(Default)]
+pub(crate) struct DrainGate {
+    draining: AtomicBool,
+    refusals: Mutex<Option<Sender<Job>>>,
+    refused: AtomicUsize,
+    in_flight: Mutex<usize>,
+    idle: Condvar,
+}
+
+impl DrainGate {
+    pub(crate) fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Acquire)
+    }
+
+    /// While draining, takes `job` for a 503 `DRAINING`; otherwise (or when
+    /// the refusals are backed up) hands it back.
+    pub(crate) fn refuse(&self, job: Job) -> Result<(), Box<Job>> {
+        if !self.is_draining() {
+            return Err(Box::new(job));
+        }
+        let refusals = self.refusals.lock();
+        let Some(tx) = refusals.as_ref() else {
+            return Err(Box::new(job));
+        };
+        match tx.try_send(job) {
+            Ok(()) => {
+                self.refused.fetch_add(1, Ordering::Relaxed);
+                Ok(())
+            }
+            Err(TrySendError::Full(j) | TrySendError::Disconnected(j)) => Err(Box::new(j)),
+        }
+    }
+
+    /// A job was queued for the pool.
+    pub(crate) fn started(&self) {
+        *self.in_flight.lock() += 1;
+    }
+
+    /// A job ran (or was skipped).
+    pub(crate) fn finished(&self) {
+        let mut n = self.in_flight.lock();
+        *n = n.saturating_sub(1);
+        if *n == 0 {
+            self.idle.notify_all();
+        }
+    }
+
+    fn in_flight(&self) -> usize {
+        *self.in_flight.lock()
+    }
+
+    /// Waits until no job is in flight or `until`; the jobs left.
+    fn wait_idle(&self, until: Instant) -> usize {
+        let mut n = self.in_flight.lock();
+        while *n > 0 && !self.idle.wait_until(&mut n, until).timed_out() {}
+        *n
+    }
+
+    /// Starts draining; the receiver gets the reverse commands to refuse.
+    fn begin(&self) -> Receiver<Job> {
+        let (tx, rx) = crossbeam_channel::bounded(REFUSAL_QUEUE);
+        *self.refusals.lock() = Some(tx);
+        self.refused.store(0, Ordering::Relaxed);
+        self.draining.store(true, Ordering::Release);
+        rx
+    }
+
+    /// Stops draining (the client may connect again); the refusals made.
+    fn end(&self) -> usize {
+        self.draining.store(false, Ordering::Release);
+        self.refusals.lock().take();
+        self.refused.load(Ordering::Relaxed)
+    }
+}
+
+/// The `volt-drain` thread: answers each refused reverse command.
+fn refuse_all(rx: &Receiver<Job>, reply_timeout: Duration) {
+    for job in rx {
+        let reply = error_reply(
+            &job.command,
+            503,
+            "DRAINING",
+            "the daemon is draining: it takes no new commands".into(),
+        );
+        let sent = job.outbox.send(
+            &reply.encode(&job.namespace),
+            Instant::now() + reply_timeout,
+        );
+        if let Err(e) = sent {
+            log::debug!("503 DRAINING for {} not sent: {e:?}", job.command.command);
+        }
+    }
+}
+
+/// The error of a command or emit refused while draining.
+pub(crate) fn draining_error() -> DaemonClientError {
+    DaemonClientError::not_ready("draining")
+}
+
+impl ClusterDaemonClient {
+    /// Leaves cleanly: from now on commands and emits fail at once
+    /// (`SOCKET_NOT_READY`, "draining") and reverse commands are answered
+    /// 503 `DRAINING`; reverse commands (streams included) and commands
+    /// already in flight get until `timeout` to finish; then it disconnects
+    /// as [`disconnect`](Self::disconnect) does (which, like it, waits for
+    /// handlers still running). Heartbeats go on meanwhile. The client can
+    /// `connect()` again afterwards.
+    ///
+    /// ```no_run
+    /// # use volt_daemon_client::*;
+    /// # let client = ClusterDaemonClient::new(ClusterDaemonClientOptions::new(
+    /// #     "http://127.0.0.1:8080", "ws://127.0.0.1:8080", DaemonCredentials::new("cluster-1", "pw"),
+    /// # )).unwrap();
+    /// client.connect()?;
+    /// // ... on SIGTERM:
+    /// let report = client.drain(std::time::Duration::from_secs(10));
+    /// if !report.is_clean() {
+    ///     eprintln!("cut off: {report:?}");
+    /// }
+    /// # Ok::<(), DaemonClientError>(())
+    /// ```
+    pub fn drain(&self, timeout: Duration) -> DrainReport {
+        let started = Instant::now();
+        let deadline = started.checked_add(timeout);
+        let shared = self.shared();
+        let gate = &shared.drain;
+        let rx = gate.begin();
+        let reply_timeout = shared.options.command_timeout;
+        let refuser = Worker::spawn("volt-drain", move || refuse_all(&rx, reply_timeout))
+            .map_err(|e| log::error!("spawning volt-drain failed: {e}: refusals become 503 BUSY"))
+            .ok();
+        let handlers = gate.in_flight();
+        let commands = shared.link.pending_count();
+        log::info!("draining: {handlers} reverse commands and {commands} commands in flight");
+        let (handlers_left, commands_left) = loop {
+            let now = Instant::now();
+            let step = deadline.map_or(now + LOOK_AGAIN, |d| d.min(now + LOOK_AGAIN));
+            let handlers_left = gate.wait_idle(step);
+            let commands_left = shared.link.pending_count();
+            let over = deadline.is_some_and(|d| Instant::now() >= d);
+            if over || (handlers_left == 0 && commands_left == 0) {
+                break (handlers_left, commands_left);
+            }
+        };
+        self.disconnect();
+        let refused = gate.end();
+        if let Some(refuser) = refuser {
+            refuser.join();
+        }
+        let report = DrainReport {
+            handlers_finished: handlers.saturating_sub(handlers_left),
+            handlers_cut_off: handlers_left.min(handlers),
+            commands_finished: commands.saturating_sub(commands_left),
+            commands_cut_off: commands_left.min(commands),
+            reverse_commands_refused: refused,
+            elapsed: started.elapsed(),
+        };
+        log::info!("drained: {report:?}");
+        report
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_gate_counts_jobs_in_flight_and_wakes_the_waiter_when_idle() {
+        let gate = std::sync::Arc::new(DrainGate::default());
+        gate.started();
+        gate.started();
+        assert_eq!(gate.wait_idle(Instant::now()), 2);
+        let g = gate.clone();
+        let t = std::thread::spawn(move || g.wait_idle(Instant::now() + Duration::from_secs(5)));
+        gate.finished();
+        gate.finished();
+        assert_eq!(t.join().unwrap(), 0);
+        gate.finished();
+        assert_eq!(gate.in_flight(), 0, "never below zero");
+    }
+
+    #[test]
+    fn draining_starts_and_ends_with_begin_and_end() {
+        let gate = DrainGate::default();
+        assert!(!gate.is_draining());
+        let rx = gate.begin();
+        assert!(gate.is_draining());
+        assert_eq!(gate.end(), 0);
+        assert!(!gate.is_draining());
+        assert!(rx.recv().is_err(), "the refusals are closed");
+    }
+}
