@@ -1,7 +1,8 @@
-//! A daemon's whole life, as a real one would live it: connect (retrying,
-//! across fallback URLs, while the server is not up yet), keep a rotated
-//! password in a file, serve handlers, log `stats()` every few seconds, and
-//! on SIGTERM or Ctrl-C disconnect cleanly and exit 0.
+//! A daemon's whole life, as a real one would live it: start before the
+//! server is up (`retry_initial_connect`), fail over across several URLs
+//! (`fallback_urls`), keep a rotated password in a file, serve handlers,
+//! log `stats()` every few seconds, and on SIGTERM or Ctrl-C `drain()`
+//! (in-flight handlers and commands finish, new ones are refused) and exit 0.
 //!
 //! ```sh
 //! cargo run --release -p volt-mock-server -- --cluster c1:pw      # prints its URL
@@ -11,17 +12,19 @@
 //!
 //! Configuration, from the environment:
 //! - `VOLT_URL` (required), `VOLT_FALLBACK_URLS` (comma-separated): the
-//!   server, tried in turn;
+//!   control socket, tried in turn; `VOLT_SERVER_URL` (default `VOLT_URL`):
+//!   where enrollment goes;
 //! - `VOLT_CLUSTER`, `VOLT_PASSWORD`: the credentials; `VOLT_PASSWORD_FILE`
 //!   (default `daemon-password`): the password in use, read at start when
 //!   it exists, written whenever enrollment rotates it;
 //! - `VOLT_ENROLLMENT_TOKEN`: enroll once with it (the mock server's
 //!   `--enrollment-token`);
 //! - `VOLT_STATS_EVERY_MS` (default 10000), `VOLT_CONNECT_ATTEMPTS`
-//!   (default 20).
+//!   (default: retry for ever), `VOLT_DRAIN_MS` (default 10000).
 //!
 //! What it prints on stdout, one line each: `connected <url>`,
-//! `stats <json>`, `signal <name>`, `drained <json>`, `exit 0`.
+//! `stats <json>`, `sleeping <ms> ms` (the `daemon.sleep` handler),
+//! `signal <name>`, `drained <json>`, `exit 0`.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -31,35 +34,41 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use signal_hook::consts::{SIGINT, SIGTERM};
 use volt_daemon_client::{
-    Backoff, ClusterDaemonClient, ClusterDaemonClientOptions, CommandResult, DaemonClientError,
-    DaemonClientErrorCode, DaemonCredentials, EnrollmentOptions, SocketOptions,
+    ClusterDaemonClient, ClusterDaemonClientOptions, CommandResult, ConnectionState,
+    DaemonClientError, DaemonCredentials, EnrollmentOptions,
 };
 
 /// What the environment configures.
 struct Config {
     urls: Vec<String>,
+    server_url: String,
     cluster: String,
     password: String,
     password_file: PathBuf,
     enrollment_token: Option<String>,
     stats_every: Duration,
-    connect_attempts: u32,
+    connect_attempts: Option<u32>,
+    drain_timeout: Duration,
 }
 
 fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
 }
 
-fn env_number(name: &str, default: u64) -> Result<u64, String> {
-    env(name).map_or(Ok(default), |v| {
-        v.parse().map_err(|e| format!("{name}={v:?}: {e}"))
-    })
+fn env_number(name: &str) -> Result<Option<u64>, String> {
+    env(name)
+        .map(|v| v.parse().map_err(|e| format!("{name}={v:?}: {e}")))
+        .transpose()
+}
+
+fn millis(name: &str, default: u64) -> Result<Duration, String> {
+    Ok(Duration::from_millis(env_number(name)?.unwrap_or(default)))
 }
 
 impl Config {
     fn from_env() -> Result<Config, String> {
         let url = env("VOLT_URL").ok_or("VOLT_URL is required")?;
-        let mut urls = vec![url];
+        let mut urls = vec![url.clone()];
         if let Some(more) = env("VOLT_FALLBACK_URLS") {
             urls.extend(more.split(',').map(str::trim).map(str::to_owned));
         }
@@ -74,28 +83,38 @@ impl Config {
                 env("VOLT_ENROLLMENT_TOKEN"),
             ),
         };
+        let connect_attempts = env_number("VOLT_CONNECT_ATTEMPTS")?
+            .map(u32::try_from)
+            .transpose()
+            .map_err(|e| e.to_string())?;
         Ok(Config {
             urls,
+            server_url: env("VOLT_SERVER_URL").unwrap_or(url),
             cluster: env("VOLT_CLUSTER").ok_or("VOLT_CLUSTER is required")?,
             password,
             password_file,
             enrollment_token,
-            stats_every: Duration::from_millis(env_number("VOLT_STATS_EVERY_MS", 10_000)?),
-            connect_attempts: u32::try_from(env_number("VOLT_CONNECT_ATTEMPTS", 20)?)
-                .map_err(|e| e.to_string())?,
+            stats_every: millis("VOLT_STATS_EVERY_MS", 10_000)?,
+            connect_attempts,
+            drain_timeout: millis("VOLT_DRAIN_MS", 10_000)?,
         })
     }
 
-    fn options(&self, url: &str) -> ClusterDaemonClientOptions {
+    fn options(&self) -> ClusterDaemonClientOptions {
         let mut credentials = DaemonCredentials::new(&self.cluster, &self.password);
         if let Some(token) = &self.enrollment_token {
             credentials = credentials.with_enrollment_token(token);
         }
-        let mut options = ClusterDaemonClientOptions::new(url, url, credentials);
+        let mut options =
+            ClusterDaemonClientOptions::new(&self.server_url, &self.urls[0], credentials);
         if self.enrollment_token.is_some() {
             let path = format!("/api/team-clusters/{}/healthcheck", self.cluster);
             options.enrollment = Some(EnrollmentOptions::new(path));
         }
+        // Start before the server is up, and walk the URLs in turn.
+        options.socket.retry_initial_connect = true;
+        options.socket.fallback_urls = self.urls[1..].to_vec();
+        options.socket.max_reconnect_attempts = self.connect_attempts;
         options.socket.connect_timeout = Duration::from_secs(5);
         options
     }
@@ -109,18 +128,30 @@ fn persist_password(path: &Path, password: &str) -> std::io::Result<()> {
     std::fs::rename(&tmp, path)
 }
 
-/// A client for `url` with its handlers and callbacks.
-fn client_for(config: &Config, url: &str) -> Result<ClusterDaemonClient, DaemonClientError> {
-    let client = ClusterDaemonClient::new(config.options(url))?;
-    let served = Arc::new(AtomicUsize::new(0));
+/// What the main thread waits for.
+enum Event {
+    Signal(&'static str),
+    State(ConnectionState),
+}
+
+/// The client with its handlers and callbacks; state changes go to `tx`.
+fn client(
+    config: &Config,
+    tx: mpsc::Sender<Event>,
+) -> Result<ClusterDaemonClient, DaemonClientError> {
+    let client = ClusterDaemonClient::new(config.options())?;
     let file = config.password_file.clone();
     client.on_password_rotated(move |new| match persist_password(&file, new) {
         Ok(()) => println!("password rotated, saved to {}", file.display()),
         Err(e) => eprintln!("password rotated, but saving it failed: {e}"),
     });
     client.on_error(|e| eprintln!("error: {e}"));
-    client.on_disconnected(|reason| println!("disconnected ({reason})"));
+    client.on_state_change(move |change| {
+        eprintln!("state: {:?} ({})", change.state, change.reason);
+        let _ = tx.send(Event::State(change.state.clone()));
+    });
     client.register_handler_fn("echo", |payload, _ctx| Ok(CommandResult::data(payload)));
+    let served = Arc::new(AtomicUsize::new(0));
     client.register_handler_fn("daemon.info", move |_payload, ctx| {
         let n = served.fetch_add(1, Ordering::Relaxed) + 1;
         Ok(CommandResult::data(json!({
@@ -130,65 +161,21 @@ fn client_for(config: &Config, url: &str) -> Result<ClusterDaemonClient, DaemonC
             "served": n,
         })))
     });
+    // A slow job, as a drain finds one in progress: `{"ms": 300}`.
+    client.register_handler_fn("daemon.sleep", |payload, _ctx| {
+        let ms = payload
+            .get("ms")
+            .and_then(serde_json::Value::as_u64)
+            .unwrap_or(100);
+        println!("sleeping {ms} ms");
+        std::thread::sleep(Duration::from_millis(ms));
+        Ok(CommandResult::data(json!({ "slept_ms": ms })))
+    });
     Ok(client)
 }
 
-/// Failures that retrying cannot fix: the server refused these credentials,
-/// enrollment was refused, or the configuration is wrong.
-fn is_final(e: &DaemonClientError) -> bool {
-    match e.code() {
-        DaemonClientErrorCode::SocketRegistrationFailed => true,
-        DaemonClientErrorCode::EnrollmentFailed => e.status().is_some_and(|s| s < 500),
-        _ => false,
-    }
-}
-
-/// Connects, walking the URLs in turn with the client's backoff (growing
-/// per full round) until one registers, the attempts run out, or a signal
-/// arrives. The client library's `SocketOptions::retry_initial_connect`
-/// and `SocketOptions::fallback_urls` do this inside `connect()` once they
-/// exist; this loop is what a daemon writes without them.
-fn connect_with_retry(
-    config: &mut Config,
-    signals: &mpsc::Receiver<&'static str>,
-) -> Result<Option<(ClusterDaemonClient, String)>, DaemonClientError> {
-    let o = SocketOptions::default();
-    let mut backoff = Backoff::new(o.reconnect_base_delay, o.reconnect_max_delay, 0.3, None);
-    let per_round = config.urls.len() as u32;
-    for attempt in 0..config.connect_attempts {
-        let url = &config.urls[(attempt % per_round) as usize];
-        let client = client_for(config, url)?;
-        match client.connect() {
-            Ok(()) => return Ok(Some((client, url.clone()))),
-            Err(e) if is_final(&e) => return Err(e),
-            Err(e) => {
-                eprintln!("connect to {url} failed (attempt {}): {e}", attempt + 1);
-                if e.code() != DaemonClientErrorCode::EnrollmentFailed {
-                    // Enrollment passed, the socket did not: the token is
-                    // spent; register with the (maybe rotated) password.
-                    config.enrollment_token = None;
-                    config.password = client.daemon_password();
-                }
-            }
-        }
-        // On to the next URL; a pause (and a look for signals) per round.
-        if (attempt + 1) % per_round == 0 {
-            let round = attempt / per_round;
-            if let Ok(name) = signals.recv_timeout(backoff.delay(round)) {
-                println!("signal {name}");
-                return Ok(None);
-            }
-        }
-    }
-    Err(DaemonClientError::new(
-        DaemonClientErrorCode::SocketConnectionFailed,
-        format!("no server answered in {} attempts", config.connect_attempts),
-    ))
-}
-
-/// SIGTERM and SIGINT, as names on a channel.
-fn watch_signals() -> std::io::Result<mpsc::Receiver<&'static str>> {
-    let (tx, rx) = mpsc::channel();
+/// SIGTERM and SIGINT, as events.
+fn watch_signals(tx: mpsc::Sender<Event>) -> std::io::Result<()> {
     let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])?;
     std::thread::Builder::new()
         .name("signals".into())
@@ -199,23 +186,43 @@ fn watch_signals() -> std::io::Result<mpsc::Receiver<&'static str>> {
                 } else {
                     "SIGINT"
                 };
-                if tx.send(name).is_err() {
+                if tx.send(Event::Signal(name)).is_err() {
                     return;
                 }
             }
         })?;
-    Ok(rx)
+    Ok(())
+}
+
+/// Waits until the client is ready (its URL), gave up (an error), or a
+/// signal came first (`None`).
+fn wait_connected(events: &mpsc::Receiver<Event>) -> Result<Option<String>, String> {
+    for event in events {
+        match event {
+            Event::Signal(name) => {
+                println!("signal {name}");
+                return Ok(None);
+            }
+            Event::State(ConnectionState::Ready { url, .. }) => return Ok(Some(url)),
+            Event::State(
+                s @ (ConnectionState::GaveUp { .. } | ConnectionState::Disconnected { .. }),
+            ) => return Err(format!("not connected: {s:?}")),
+            Event::State(_) => {}
+        }
+    }
+    Err("the event channel closed".into())
 }
 
 /// Logs the stats every `every` until a signal arrives.
-fn serve(client: &ClusterDaemonClient, every: Duration, signals: &mpsc::Receiver<&'static str>) {
+fn serve(client: &ClusterDaemonClient, every: Duration, events: &mpsc::Receiver<Event>) {
     let mut next = Instant::now() + every;
     loop {
-        match signals.recv_timeout(next.saturating_duration_since(Instant::now())) {
-            Ok(name) => {
+        match events.recv_timeout(next.saturating_duration_since(Instant::now())) {
+            Ok(Event::Signal(name)) => {
                 println!("signal {name}");
                 return;
             }
+            Ok(Event::State(_)) => {} // reconnections: logged by the callback
             Err(mpsc::RecvTimeoutError::Timeout) => {
                 let line = serde_json::to_string(&client.stats()).unwrap_or_default();
                 println!("stats {line}");
@@ -226,36 +233,37 @@ fn serve(client: &ClusterDaemonClient, every: Duration, signals: &mpsc::Receiver
     }
 }
 
-/// Stops the client and reports what was in flight and what it had done.
-/// With the client's `drain(timeout)` (issue 15), in-flight handlers and
-/// commands would finish first; `disconnect()` fails what is in flight at
-/// once with `SOCKET_NOT_READY` and joins every thread.
-fn drain(client: &ClusterDaemonClient) {
-    let before = client.stats();
-    client.disconnect();
-    let after = client.stats();
+/// Drains (in-flight handlers and commands finish, new ones are refused,
+/// then it disconnects) and reports.
+fn drain(client: &ClusterDaemonClient, timeout: Duration) {
+    let r = client.drain(timeout);
+    let stats = client.stats();
     let report = json!({
-        "in_flight_at_signal": before.commands_in_flight,
-        "handler_queue_at_signal": before.handler_queue_depth,
-        "commands_ok": after.commands_ok,
-        "commands_cut_off": after.commands_not_ready - before.commands_not_ready,
-        "reverse_commands_answered": after.reverse_commands.status_2xx
-            + after.reverse_commands.status_4xx
-            + after.reverse_commands.status_5xx
-            + after.reverse_commands.other,
+        "clean": r.is_clean(),
+        "handlers_finished": r.handlers_finished,
+        "handlers_cut_off": r.handlers_cut_off,
+        "commands_finished": r.commands_finished,
+        "commands_cut_off": r.commands_cut_off,
+        "reverse_commands_refused": r.reverse_commands_refused,
+        "elapsed_ms": r.elapsed.as_millis(),
+        "reverse_commands_answered": stats.reverse_commands.status_2xx,
     });
     println!("drained {report}");
 }
 
 fn run() -> Result<(), Box<dyn std::error::Error>> {
-    let mut config = Config::from_env()?;
-    let signals = watch_signals()?;
-    let Some((client, url)) = connect_with_retry(&mut config, &signals)? else {
-        return Ok(()); // a signal while connecting: nothing to drain
+    let config = Config::from_env()?;
+    let (tx, events) = mpsc::channel();
+    watch_signals(tx.clone())?;
+    let client = client(&config, tx)?;
+    client.connect_in_background()?;
+    let Some(url) = wait_connected(&events)? else {
+        client.disconnect(); // a signal while connecting: nothing to drain
+        return Ok(());
     };
     println!("connected {url}");
-    serve(&client, config.stats_every, &signals);
-    drain(&client);
+    serve(&client, config.stats_every, &events);
+    drain(&client, config.drain_timeout);
     Ok(())
 }
 

@@ -11,6 +11,9 @@
 //!   the server, driven by a few `mio` threads;
 //! - [`idle`]: `volt-bench --idle 5s`, the CPU time and wake-ups of one
 //!   idle connected client;
+//! - [`herd`]: `volt-herd`, the thundering herd: a fleet of full clients in
+//!   child processes through a restart of the `volt-mock-server` binary,
+//!   against the contract's backoff rule simulated ([`herd_model`]);
 //! - [`interleaved`]: `volt-bench --interleave-tcp ADDR`, one command in
 //!   flight alternating with a raw TCP ping-pong in short turns.
 //!
@@ -39,6 +42,11 @@ use volt_daemon_client::{
 use volt_mock_server::{Server, ServerConfig};
 
 pub mod fleet;
+pub mod herd;
+pub mod herd_daemons;
+pub mod herd_host;
+pub mod herd_model;
+mod herd_report;
 pub mod idle;
 pub mod interleaved;
 pub mod proc_stat;

@@ -392,7 +392,9 @@ impl ClusterDaemonClient {
             .as_ref()
             .map_or(0, |r| r.pool.queued());
         let link = &shared.link;
-        link.stats.snapshot(link.pending_count(), queued)
+        let mut stats = link.stats.snapshot(link.pending_count(), queued);
+        stats.url = shared.state.get().url().map(str::to_owned);
+        stats
     }
 
     /// Commands awaiting a reply (diagnostics).

@@ -148,11 +148,13 @@ fn refuse_all(rx: &Receiver<Job>, reply_timeout: Duration) {
             "DRAINING",
             "the daemon is draining: it takes no new commands".into(),
         );
+        job.outbox.stats().reverse_replied(503, 1);
         let sent = job.outbox.send(
             &reply.encode(&job.namespace),
             Instant::now() + reply_timeout,
         );
         if let Err(e) = sent {
+            job.outbox.stats().reverse_replied(503, -1);
             log::debug!("503 DRAINING for {} not sent: {e:?}", job.command.command);
         }
     }

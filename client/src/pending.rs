@@ -167,6 +167,35 @@ impl PendingCommand {
         uuid::Uuid::from_u128(self.id).to_string()
     }
 
+    /// The command's name, as given to `start_command` (as
+    /// [`CommandContext::command`](crate::CommandContext::command) is for a
+    /// reverse command).
+    ///
+    /// ```no_run
+    /// # use volt_daemon_client::*;
+    /// # fn demo(client: &ClusterDaemonClient) -> Result<(), DaemonClientError> {
+    /// let pending = client.start_command("get-container-stats", None)?;
+    /// assert_eq!(pending.command(), "get-container-stats");
+    /// # Ok(()) }
+    /// ```
+    pub fn command(&self) -> String {
+        self.slot().command()
+    }
+
+    /// How long it may wait for its reply, from when it was sent.
+    ///
+    /// ```no_run
+    /// # use std::time::Duration;
+    /// # use volt_daemon_client::*;
+    /// # fn demo(client: &ClusterDaemonClient) -> Result<(), DaemonClientError> {
+    /// let pending = client.start_command_with_timeout("ping", None, Duration::from_secs(2))?;
+    /// assert_eq!(pending.timeout(), Duration::from_secs(2));
+    /// # Ok(()) }
+    /// ```
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
     fn slot(&self) -> &Slot {
         self.slot.as_deref().expect("the slot lives until drop")
     }
@@ -415,9 +444,8 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_lazy_command_appended_after_the_io_thread_fell_asleep_uncapped_is_sent() {
-        let server = Server::start(ServerConfig::default().cluster("c", "pw")).unwrap();
+    /// A client connected to `server` as cluster `c`.
+    fn connected(server: &Server) -> ClusterDaemonClient {
         let mut o = ClusterDaemonClientOptions::new(
             server.url(),
             server.url(),
@@ -426,6 +454,28 @@ mod tests {
         o.socket.connect_timeout = WAIT;
         let client = ClusterDaemonClient::new(o).unwrap();
         client.connect().unwrap();
+        client
+    }
+
+    #[test]
+    fn a_pending_command_tells_its_name_request_id_and_timeout() {
+        let server = Server::start(ServerConfig::default().cluster("c", "pw")).unwrap();
+        let client = connected(&server);
+        let timeout = Duration::from_secs(3);
+        let pending = client
+            .start_command_with_timeout("echo", Some(json!(1)), timeout)
+            .unwrap();
+        assert_eq!(pending.command(), "echo");
+        assert_eq!(pending.timeout(), timeout);
+        assert!(uuid::Uuid::parse_str(&pending.request_id()).is_ok());
+        assert_eq!(pending.wait().unwrap(), Some(json!(1)));
+        client.disconnect();
+    }
+
+    #[test]
+    fn a_lazy_command_appended_after_the_io_thread_fell_asleep_uncapped_is_sent() {
+        let server = Server::start(ServerConfig::default().cluster("c", "pw")).unwrap();
+        let client = connected(&server);
         let link = client.link().clone();
         // Many commands in flight whose replies are still to come.
         let (tx, _rx) = crossbeam_channel::unbounded();

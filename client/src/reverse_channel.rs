@@ -165,6 +165,18 @@ impl CommandResult {
     pub fn status(&self) -> u16 {
         self.status
     }
+
+    /// The headers, as [`with_header`](Self::with_header) set them.
+    ///
+    /// ```
+    /// use volt_daemon_client::CommandResult;
+    /// let r = CommandResult::empty().with_header("x-test", "1");
+    /// assert_eq!(r.headers()["x-test"], "1");
+    /// assert!(CommandResult::empty().headers().is_empty());
+    /// ```
+    pub fn headers(&self) -> &Map<String, Value> {
+        &self.headers
+    }
 }
 
 /// Registered handlers, by command name.
@@ -322,10 +334,12 @@ fn run_job(job: Job, handlers: &Handlers, events: &EventSink, reply_timeout: Dur
         namespace,
     } = job;
     let send = |event: VoltEvent| -> Result<(), OutboxError> {
+        // Counted before the server can see it; taken back if not sent.
         let status = crate::stats::reply_status(&event);
+        status.inspect(|&s| outbox.stats().reverse_replied(s, 1));
         let sent = outbox.send(&event.encode(&namespace), Instant::now() + reply_timeout);
-        if let (Some(status), Ok(())) = (status, &sent) {
-            outbox.stats().reverse_replied(status);
+        if let (Some(s), Err(_)) = (status, &sent) {
+            outbox.stats().reverse_replied(s, -1);
         }
         sent
     };

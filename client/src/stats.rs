@@ -100,8 +100,10 @@ fn add(counter: &AtomicU64, n: u64) {
     counter.fetch_add(n, Relaxed);
 }
 
+/// Saturating, in u64 arithmetic (no u128 on the command path).
 fn nanos(d: Duration) -> u64 {
-    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+    let secs = d.as_secs().saturating_mul(1_000_000_000);
+    secs.saturating_add(u64::from(d.subsec_nanos()))
 }
 
 impl Stats {
@@ -166,15 +168,21 @@ impl Stats {
         self.latency.0.record(nanos(timeout.saturating_sub(left)));
     }
 
-    /// A reply to a reverse command was queued with `status`.
-    pub(crate) fn reverse_replied(&self, status: u16) {
+    /// A reply to a reverse command is being queued with `status` (`by`
+    /// 1), or could not be after all (`by` -1).
+    pub(crate) fn reverse_replied(&self, status: u16, by: i64) {
         let class = match status {
             200..=299 => 0,
             400..=499 => 1,
             500..=599 => 2,
             _ => 3,
         };
-        add(&self.cold.0.reverse[class], 1);
+        let counter = &self.cold.0.reverse[class];
+        if by < 0 {
+            counter.fetch_sub(by.unsigned_abs(), Relaxed);
+        } else {
+            add(counter, by.unsigned_abs());
+        }
     }
 
     pub(crate) fn message_in(&self) {
@@ -302,8 +310,10 @@ mod tests {
     fn reverse_replies_are_counted_by_status_class() {
         let s = Stats::default();
         for status in [200, 204, 404, 500, 503, 302] {
-            s.reverse_replied(status);
+            s.reverse_replied(status, 1);
         }
+        s.reverse_replied(200, 1);
+        s.reverse_replied(200, -1); // not sent after all
         let r = s.snapshot(0, 0).reverse_commands;
         assert_eq!(
             (r.status_2xx, r.status_4xx, r.status_5xx, r.other),

@@ -2,6 +2,10 @@
 //! binary: it fails over from a dead URL, enrolls and saves the rotated
 //! password, logs stats, serves a reverse command, and on SIGTERM reports
 //! its drain and exits 0.
+//!
+//! `cargo test -p volt-examples` (or the workspace) builds the example and
+//! the mock server binary; `--test daemon_process` alone builds neither,
+//! and the test then says what to build (or runs a stale example).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -117,17 +121,12 @@ fn admin_post(addr: &str, path: &str, body: &str) -> String {
     body.to_owned()
 }
 
-#[test]
-fn the_daemon_fails_over_serves_logs_stats_and_drains_on_sigterm_with_exit_0() {
+/// The standalone mock server (enrollment rotates the password); its URL.
+fn start_mock_server() -> (Process, String) {
     let mock = binary(
         "VOLT_MOCK_SERVER_BIN",
         "volt-mock-server",
         "cargo build -p volt-mock-server",
-    );
-    let daemon = binary(
-        "VOLT_DAEMON_EXAMPLE_BIN",
-        "examples/daemon",
-        "cargo build -p volt-examples --example daemon",
     );
     let server = Process::start(Command::new(mock).args([
         "--listen",
@@ -140,34 +139,37 @@ fn the_daemon_fails_over_serves_logs_stats_and_drains_on_sigterm_with_exit_0() {
         "rotated-pw",
     ]));
     let url = server.expect_line("listening ");
-    let addr = url.trim_start_matches("http://").to_owned();
+    (server, url)
+}
 
-    let dir = std::env::temp_dir().join(format!("volt-daemon-example-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let password_file = dir.join("password");
-    let _ = std::fs::remove_file(&password_file);
+/// The example, told to try a dead URL first and then `url`.
+fn start_daemon(url: &str, password_file: &std::path::Path) -> Process {
+    let daemon = binary(
+        "VOLT_DAEMON_EXAMPLE_BIN",
+        "examples/daemon",
+        "cargo build -p volt-examples --example daemon",
+    );
     // A port nothing listens on comes first: the daemon moves on.
     let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let dead_url = format!("http://{}", dead.local_addr().unwrap());
     drop(dead);
-    let client = Process::start(
+    Process::start(
         Command::new(daemon)
             .env("VOLT_URL", &dead_url)
-            .env("VOLT_FALLBACK_URLS", &url)
+            .env("VOLT_FALLBACK_URLS", url)
+            .env("VOLT_SERVER_URL", url)
             .env("VOLT_CLUSTER", "c1")
             .env("VOLT_PASSWORD", "initial")
             .env("VOLT_ENROLLMENT_TOKEN", "tok")
-            .env("VOLT_PASSWORD_FILE", &password_file)
+            .env("VOLT_PASSWORD_FILE", password_file)
             .env("VOLT_STATS_EVERY_MS", "100"),
-    );
-    assert_eq!(client.expect_line("connected "), url);
-    assert_eq!(
-        std::fs::read_to_string(&password_file).unwrap(),
-        "rotated-pw"
-    );
+    )
+}
 
+/// A reverse command served, then a stats line that shows it.
+fn check_serving(daemon: &Process, addr: &str) {
     let reply = admin_post(
-        &addr,
+        addr,
         "/admin/daemons/c1/commands",
         r#"{"command":"daemon.info"}"#,
     );
@@ -175,23 +177,49 @@ fn the_daemon_fails_over_serves_logs_stats_and_drains_on_sigterm_with_exit_0() {
     assert_eq!(reply["status"], 200, "{reply}");
     assert_eq!(reply["data"]["served"], 1, "{reply}");
     let stats: Value = loop {
-        let line: Value = serde_json::from_str(&client.expect_line("stats ")).unwrap();
+        let line: Value = serde_json::from_str(&daemon.expect_line("stats ")).unwrap();
         if line["reverse_commands"]["status_2xx"] == 1 {
             break line;
         }
     };
     assert!(stats["uptime_ms"].is_u64(), "{stats}");
     assert!(stats["bytes_in"].as_u64().unwrap() > 0, "{stats}");
+}
 
-    let pid = client.child.id().to_string();
+#[test]
+fn the_daemon_fails_over_serves_logs_stats_and_on_sigterm_drains_a_slow_handler_and_exits_0() {
+    let (_server, url) = start_mock_server();
+    let addr = url.trim_start_matches("http://").to_owned();
+    let dir = std::env::temp_dir().join(format!("volt-daemon-example-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let password_file = dir.join("password");
+    let _ = std::fs::remove_file(&password_file);
+    let daemon = start_daemon(&url, &password_file);
+    assert_eq!(daemon.expect_line("connected "), url);
+    let saved = std::fs::read_to_string(&password_file).unwrap();
+    assert_eq!(saved, "rotated-pw");
+    check_serving(&daemon, &addr);
+
+    // A slow handler is running when SIGTERM arrives: the drain lets it
+    // finish, and the server gets its reply.
+    let slow = std::thread::spawn(move || {
+        let body = r#"{"command":"daemon.sleep","payload":{"ms":300}}"#;
+        admin_post(&addr, "/admin/daemons/c1/commands", body)
+    });
+    assert_eq!(daemon.expect_line("sleeping "), "300 ms");
+    let pid = daemon.child.id().to_string();
     let killed = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
     assert!(killed.success());
-    assert_eq!(client.expect_line("signal "), "SIGTERM");
-    let report: Value = serde_json::from_str(&client.expect_line("drained ")).unwrap();
-    assert_eq!(report["reverse_commands_answered"], 1, "{report}");
-    assert_eq!(report["commands_cut_off"], 0, "{report}");
-    client.expect_line("exit 0");
-    let status = client.wait_exit();
-    assert_eq!(status.code(), Some(0));
+    assert_eq!(daemon.expect_line("signal "), "SIGTERM");
+    let report: Value = serde_json::from_str(&daemon.expect_line("drained ")).unwrap();
+    assert_eq!(report["clean"], true, "{report}");
+    assert_eq!(report["handlers_finished"], 1, "{report}");
+    assert_eq!(report["handlers_cut_off"], 0, "{report}");
+    assert_eq!(report["reverse_commands_answered"], 2, "{report}");
+    let slow: Value = serde_json::from_str(&slow.join().unwrap()).unwrap();
+    assert_eq!(slow["status"], 200, "{slow}");
+    assert_eq!(slow["data"]["slept_ms"], 300, "{slow}");
+    daemon.expect_line("exit 0");
+    assert_eq!(daemon.wait_exit().code(), Some(0));
     let _ = std::fs::remove_dir_all(&dir);
 }

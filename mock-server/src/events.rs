@@ -6,9 +6,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use parking_lot::{Condvar, Mutex};
-use volt_protocol::envelope::CommandRequest;
 
 use crate::model::ServerEvent;
+use crate::wire::parse_request;
 
 /// An event as the log keeps it. A daemon's `command` (the one event a
 /// benchmark produces by the hundred thousand) keeps its envelope as JSON
@@ -17,7 +17,7 @@ use crate::model::ServerEvent;
 /// allocation instead of a parsed payload and two deep copies.
 #[derive(Debug)]
 pub(crate) enum Logged {
-    Event(ServerEvent),
+    Event(Box<ServerEvent>),
     Command {
         conn: u64,
         cluster: Arc<str>,
@@ -29,7 +29,7 @@ pub(crate) enum Logged {
 impl Logged {
     fn event(&self) -> Cow<'_, ServerEvent> {
         match self {
-            Logged::Event(e) => Cow::Borrowed(e),
+            Logged::Event(e) => Cow::Borrowed(&**e),
             Logged::Command {
                 conn,
                 cluster,
@@ -41,16 +41,6 @@ impl Logged {
             }),
         }
     }
-}
-
-/// A recorded envelope as the request it was decoded from (it was written
-/// from one, so it always parses).
-pub(crate) fn parse_request(json: &str) -> CommandRequest {
-    serde_json::from_str(json).unwrap_or_else(|_| CommandRequest {
-        request_id: String::new(),
-        command: String::new(),
-        payload: None,
-    })
 }
 
 /// Everything the server saw, in order, each event numbered from 0.

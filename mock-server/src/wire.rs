@@ -7,8 +7,6 @@ use volt_protocol::envelope::{names, CommandRequest, ErrorBody};
 use volt_protocol::json::{write_str as write_json_str, write_value as write_json};
 use volt_protocol::socket::{encode_header, PacketType};
 
-use crate::events::parse_request;
-
 /// The command name of a daemon's heartbeat.
 pub(crate) const HEARTBEAT: &str = "runtime.heartbeat";
 
@@ -32,6 +30,58 @@ pub(crate) fn write_envelope(
         out.extend_from_slice(p.as_bytes());
     }
     out.push(b'}');
+}
+
+/// The `{...}` command object of a `["command",{...}]` array that
+/// `decode_command_ref` read from `json`, found from where its `payload`
+/// (a slice of `json`) lies: when the payload is the object's last field
+/// and the object the array's last element, as every client sends it.
+/// `None` otherwise (then [`write_envelope`] writes the entry). The
+/// object kept as it came reads back ([`parse_envelope`]) as the one
+/// [`write_envelope`] writes.
+pub(crate) fn command_object<'t>(json: &'t str, payload: &str) -> Option<&'t str> {
+    let start = (payload.as_ptr() as usize).checked_sub(json.as_ptr() as usize)?;
+    let end = start.checked_add(payload.len())?;
+    let bytes = json.as_bytes();
+    let tail = bytes.get(end..)?;
+    // As every client writes it: nothing to skip.
+    if tail == b"}]" && json.starts_with(r#"["command",{"#) && start > 11 {
+        return json.get(11..end + 1);
+    }
+    // What follows the payload: `}`, then `]`, whitespace around each.
+    let mut i = skip_ws(tail, 0);
+    if tail.get(i) != Some(&b'}') {
+        return None;
+    }
+    let close = end + i + 1;
+    i = skip_ws(tail, i + 1);
+    if tail.get(i) != Some(&b']') || skip_ws(tail, i + 1) != tail.len() {
+        return None;
+    }
+    // The name before it decodes to "command": no raw `{` in it.
+    let open = bytes[..start].iter().position(|&b| b == b'{')?;
+    json.get(open..close)
+}
+
+/// The index of the first byte at or after `i` that is not JSON whitespace.
+fn skip_ws(bytes: &[u8], mut i: usize) -> usize {
+    while bytes
+        .get(i)
+        .is_some_and(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
+    {
+        i += 1;
+    }
+    i
+}
+
+/// A recorded envelope as the request it was decoded from (it was written
+/// from one, so it always parses).
+pub(crate) fn parse_request(json: &str) -> CommandRequest {
+    serde_json::from_str(json).unwrap_or_else(|_| CommandRequest {
+        request_id: String::new(),
+        command: String::new(),
+        payload: None,
+    })
 }
 
 /// A history entry read back: the same value [`command_envelope`] gives
@@ -201,6 +251,47 @@ mod tests {
             assert_eq!(parse_envelope(text), command_envelope(&req));
             assert_eq!(parse_request(text), req);
         }
+    }
+
+    #[test]
+    fn the_command_object_is_found_only_when_the_payload_ends_it() {
+        use volt_protocol::envelope::decode_command_ref;
+        fn object(json: &str) -> Option<&str> {
+            let req = decode_command_ref(json).unwrap();
+            command_object(json, req.payload.unwrap().get())
+        }
+        let plain = r#"{"requestId":"r\"1","command":"echo","payload":{"a":"}]"}}"#;
+        assert_eq!(object(&format!(r#"["command",{plain}]"#)), Some(plain));
+        let spaced = "{ \"requestId\" : \"r\", \"command\":\"c\", \"payload\" : [1] \n}";
+        assert_eq!(
+            object(&format!("[ \"command\" , {spaced} ]\n")),
+            Some(spaced)
+        );
+        // Another field after the payload, or another element after the object.
+        assert_eq!(
+            object(r#"["command",{"requestId":"r","command":"c","payload":1,"x":2}]"#),
+            None
+        );
+        assert_eq!(
+            object(r#"["command",{"requestId":"r","command":"c","payload":1},3]"#),
+            None
+        );
+        // Whatever is kept reads back as what write_envelope writes.
+        let json = format!(r#"["command",{plain}]"#);
+        let req = decode_command_ref(&json).unwrap();
+        let mut buf = Vec::new();
+        write_envelope(
+            &mut buf,
+            &req.request_id,
+            &req.command,
+            req.payload.map(|p| p.get()),
+        );
+        assert_eq!(
+            parse_envelope(object(&json).unwrap()),
+            parse_envelope(std::str::from_utf8(&buf).unwrap())
+        );
+        // A slice from elsewhere is never taken for part of the frame.
+        assert_eq!(command_object(&json, "1"), None);
     }
 
     #[test]

@@ -645,4 +645,346 @@ mod tests {
             assert_eq!(masked, data);
         }
     }
+
+    /// What a reader yielded, owned, to compare two reads of one input.
+    #[derive(Debug, PartialEq)]
+    enum Got {
+        Text(String),
+        Binary(Vec<u8>),
+        Ping(Vec<u8>),
+        Pong,
+        Close,
+        Failed(FrameError),
+        /// Bytes left unread at the end of the input (an incomplete frame).
+        Left(usize),
+    }
+
+    fn owned(m: Message<'_>) -> Got {
+        match m {
+            Message::Text(t) => Got::Text(t.to_owned()),
+            Message::Binary(b) => Got::Binary(b.to_vec()),
+            Message::Ping(p) => Got::Ping(p.to_vec()),
+            Message::Pong => Got::Pong,
+            Message::Close => Got::Close,
+        }
+    }
+
+    /// A socket that hands out its bytes in pieces of random sizes.
+    struct Pieces<'a, 'r, R> {
+        rest: &'a [u8],
+        rng: &'r mut R,
+        max_piece: usize,
+    }
+
+    impl<R: rand::Rng> Read for Pieces<'_, '_, R> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let n = self
+                .rng
+                .random_range(1..=self.max_piece)
+                .min(buf.len())
+                .min(self.rest.len());
+            buf[..n].copy_from_slice(&self.rest[..n]);
+            self.rest = &self.rest[n..];
+            Ok(n)
+        }
+    }
+
+    /// Moves the next message into `out`: `Some(true)` for one,
+    /// `Some(false)` when more bytes are needed, `None` when the reading
+    /// failed (its error pushed).
+    fn step(reader: &mut FrameReader, out: &mut Vec<Got>) -> Option<bool> {
+        match reader.next_message() {
+            Ok(Some(m)) => out.push(owned(m)),
+            Ok(None) => return Some(false),
+            Err(e) => {
+                out.push(Got::Failed(e));
+                return None;
+            }
+        }
+        Some(true)
+    }
+
+    /// Reads `bytes` as one preloaded buffer.
+    fn read_whole(bytes: &[u8], max_message: usize) -> Vec<Got> {
+        let mut reader = FrameReader::new(max_message);
+        reader.preload(bytes);
+        let mut out = Vec::new();
+        loop {
+            match step(&mut reader, &mut out) {
+                Some(true) => {}
+                Some(false) => break,
+                None => return out,
+            }
+        }
+        out.push(Got::Left(reader.end - reader.start));
+        out
+    }
+
+    /// Reads `bytes` in random pieces, sometimes offering each whole text
+    /// frame to `take_text_if` first (as a caller reading its own reply
+    /// does), and checks after every step that the reader buffers no more
+    /// than one incomplete frame and one read.
+    fn read_split<R: rand::Rng>(bytes: &[u8], max_message: usize, rng: &mut R) -> Vec<Got> {
+        let max_piece = [7, 64, 4096, 40_000][rng.random_range(0..4)];
+        let try_take = rng.random_bool(0.5);
+        let bound = 2 * (MAX_HEADER + max_message + READ_CHUNK);
+        let mut reader = FrameReader::new(max_message);
+        let mut rest = bytes;
+        let mut out = Vec::new();
+        loop {
+            loop {
+                if try_take && rng.random_bool(0.5) {
+                    let accept = rng.random_bool(0.7);
+                    let mut taken = None;
+                    if reader.take_text_if(|t| {
+                        taken = accept.then(|| t.to_owned());
+                        accept
+                    }) {
+                        out.push(Got::Text(taken.expect("taken text")));
+                        continue;
+                    }
+                }
+                match step(&mut reader, &mut out) {
+                    Some(true) => {}
+                    Some(false) => break,
+                    None => return out,
+                }
+            }
+            let unread = reader.end - reader.start;
+            assert!(unread < MAX_HEADER + max_message, "{unread} bytes unread");
+            assert!(reader.assembled.len() <= max_message);
+            let mut src = Pieces {
+                rest,
+                rng: &mut *rng,
+                max_piece,
+            };
+            let n = reader.fill(&mut src).expect("reads from memory");
+            rest = src.rest;
+            assert!(
+                reader.buf.len() <= bound,
+                "buffer {} over {bound}",
+                reader.buf.len()
+            );
+            if n == 0 {
+                out.push(Got::Left(reader.end - reader.start));
+                return out;
+            }
+        }
+    }
+
+    /// A frame header with any bits, in any length form at least as wide
+    /// as `len` needs (0: 7 bits, 1: 16 bits, 2: 64 bits).
+    fn header(b0: u8, masked: bool, len: u64, form: u8) -> Vec<u8> {
+        let m = if masked { 0x80 } else { 0 };
+        let mut out = vec![b0];
+        match form {
+            0 => out.push(m | len as u8),
+            1 => {
+                out.push(m | 126);
+                out.extend_from_slice(&(len as u16).to_be_bytes());
+            }
+            _ => {
+                out.push(m | 127);
+                out.extend_from_slice(&len.to_be_bytes());
+            }
+        }
+        if masked {
+            out.extend_from_slice(&[1, 2, 3, 4]);
+        }
+        out
+    }
+
+    /// A payload length: the length-form boundaries, up to several KiB,
+    /// and now and then 64 KiB.
+    fn payload_len<R: rand::Rng>(rng: &mut R) -> usize {
+        const EDGES: [usize; 10] = [0, 1, 125, 126, 127, 128, 1000, 4095, 4096, 8191];
+        match rng.random_range(0..100) {
+            0..=39 => EDGES[rng.random_range(0..EDGES.len())],
+            40 => [65_535, 65_536][rng.random_range(0..2)],
+            41..=69 => rng.random_range(0..200),
+            _ => rng.random_range(0..3000),
+        }
+    }
+
+    fn payload<R: rand::Rng>(rng: &mut R, len: usize, text: bool) -> Vec<u8> {
+        if !text || rng.random_bool(0.01) {
+            let mut bytes = vec![0u8; len];
+            rng.fill_bytes(&mut bytes);
+            return bytes;
+        }
+        let chars = ['a', '{', '"', '\\', 'é', '€', '😀', '\u{0}'];
+        let mut s = String::with_capacity(len);
+        while s.len() < len {
+            let c = chars[rng.random_range(0..chars.len())];
+            s.push(if s.len() + c.len_utf8() <= len {
+                c
+            } else {
+                'a'
+            });
+        }
+        s.into_bytes()
+    }
+
+    /// Appends one frame, its length in the narrowest form or, now and
+    /// then, a wider one.
+    fn push_frame<R: rand::Rng>(rng: &mut R, out: &mut Vec<u8>, b0: u8, len: usize, text: bool) {
+        let needed = match len {
+            0..=125 => 0,
+            126..=0xFFFF => 1,
+            _ => 2,
+        };
+        let form = if rng.random_bool(0.1) {
+            rng.random_range(needed..=2)
+        } else {
+            needed
+        };
+        out.extend(header(b0, false, len as u64, form));
+        out.extend(payload(rng, len, text));
+    }
+
+    fn push_control<R: rand::Rng>(rng: &mut R, out: &mut Vec<u8>) {
+        let opcode = [OPCODE_PING, OPCODE_PONG, OPCODE_PING, OPCODE_CLOSE][rng.random_range(0..4)];
+        let len = rng.random_range(0..=125);
+        push_frame(rng, out, 0x80 | opcode, len, false);
+    }
+
+    /// One frame the reader must refuse: reserved bits, a mask, a
+    /// reserved opcode, a fragmented or oversized control frame, or a
+    /// continuation with nothing to continue.
+    fn push_bad_frame<R: rand::Rng>(rng: &mut R, out: &mut Vec<u8>) {
+        let len = rng.random_range(0..300);
+        match rng.random_range(0..6) {
+            0 => push_frame(rng, out, 0xC0 | OPCODE_TEXT, len, true),
+            1 => {
+                out.extend(header(
+                    0x80 | OPCODE_BINARY,
+                    true,
+                    len as u64,
+                    u8::from(len > 125),
+                ));
+                out.extend(payload(rng, len, false));
+            }
+            2 => push_frame(rng, out, 0x80 | 0x3, len, false),
+            3 => push_frame(rng, out, OPCODE_PING, 0, false),
+            4 => push_frame(rng, out, 0x80 | OPCODE_PING, 126 + len, false),
+            _ => push_frame(rng, out, 0x80 | OPCODE_CONTINUATION, len, false),
+        }
+    }
+
+    /// Appends one message: a whole data frame, a fragmented one with
+    /// control frames between its pieces, a control frame, or (rarely) a
+    /// frame the reader refuses.
+    fn push_message<R: rand::Rng>(rng: &mut R, out: &mut Vec<u8>) {
+        let data = [OPCODE_TEXT, OPCODE_BINARY][rng.random_range(0..2)];
+        match rng.random_range(0..100) {
+            0..=59 => {
+                let len = payload_len(rng);
+                push_frame(rng, out, 0x80 | data, len, data == OPCODE_TEXT);
+            }
+            60..=74 => {
+                let pieces = rng.random_range(2..5);
+                for piece in 0..pieces {
+                    let fin = if piece + 1 == pieces { 0x80 } else { 0 };
+                    let opcode = if piece == 0 {
+                        data
+                    } else {
+                        OPCODE_CONTINUATION
+                    };
+                    let len = payload_len(rng) / 2;
+                    push_frame(rng, out, fin | opcode, len, data == OPCODE_TEXT);
+                    if fin == 0 && rng.random_bool(0.3) {
+                        push_control(rng, out);
+                    }
+                }
+            }
+            75..=95 => push_control(rng, out),
+            _ => push_bad_frame(rng, out),
+        }
+    }
+
+    /// An input: messages (then maybe corrupted or cut), a huge announced
+    /// length, or plain random bytes.
+    fn hostile_input<R: rand::Rng>(rng: &mut R) -> Vec<u8> {
+        let mut out = Vec::new();
+        match rng.random_range(0..10) {
+            0 => {
+                let len = rng.random_range(0..8192);
+                return payload(rng, len, false);
+            }
+            1 => {
+                let len = rng.random_range(1u64 << 20..=u64::MAX);
+                out.extend(header(0x82, false, len, 2));
+            }
+            _ => {}
+        }
+        let target = rng.random_range(0..16_000);
+        while out.len() < target {
+            push_message(rng, &mut out);
+        }
+        if rng.random_bool(0.2) && !out.is_empty() {
+            for _ in 0..rng.random_range(1..4) {
+                let at = rng.random_range(0..out.len());
+                out[at] ^= 1 << rng.random_range(0..8);
+            }
+        }
+        if rng.random_bool(0.3) {
+            out.truncate(rng.random_range(0..=out.len()));
+        }
+        out
+    }
+
+    #[test]
+    fn hostile_frames_in_random_splits_never_panic_stay_bounded_and_agree_with_a_whole_read() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(0x5eed_f4a3e5);
+        let (mut messages, mut failures, mut long_forms, mut largest) = (0, 0, 0, 0);
+        let mut kinds = std::collections::BTreeMap::new();
+        for case in 0..3000 {
+            let bytes = hostile_input(&mut rng);
+            // Mostly room for every message; a small limit now and then.
+            let max_message = [1000, 16 * 1024, 70 * 1024, 70 * 1024][rng.random_range(0..4)];
+            let whole = read_whole(&bytes, max_message);
+            let split = read_split(&bytes, max_message, &mut rng);
+            assert_eq!(
+                split,
+                whole,
+                "case {case}: {} bytes, max {max_message}",
+                bytes.len()
+            );
+            largest = largest.max(bytes.len());
+            for got in &whole {
+                match got {
+                    Got::Failed(e) => {
+                        failures += 1;
+                        let kind = match e {
+                            FrameError::TooLarge { .. } => "too large",
+                            FrameError::NotUtf8 => "not UTF-8",
+                            FrameError::Protocol(_) => "protocol",
+                        };
+                        *kinds.entry(kind).or_insert(0) += 1;
+                    }
+                    Got::Left(_) => {}
+                    other => {
+                        messages += 1;
+                        let len = match other {
+                            Got::Text(t) => t.len(),
+                            Got::Binary(b) => b.len(),
+                            _ => 0,
+                        };
+                        long_forms += usize::from(len > 125);
+                    }
+                }
+            }
+        }
+        // The inputs reached deep: many messages, long ones among them,
+        // and many errors.
+        assert!(messages > 10_000, "{messages} messages");
+        assert!(long_forms > 3_000, "{long_forms} messages over 125 bytes");
+        assert!(failures > 300, "{failures} inputs failed");
+        assert!(
+            kinds.len() == 3 && kinds.values().all(|&n| n > 50),
+            "{kinds:?}"
+        );
+        assert!(largest > 8_000, "largest input {largest} bytes");
+    }
 }

@@ -171,3 +171,20 @@ fn a_handler_still_running_at_the_deadline_is_cut_off_and_the_client_disconnects
         "its reply died with the connection: {reply:?}"
     );
 }
+
+#[test]
+fn drain_with_nothing_in_flight_returns_a_clean_report_at_once_and_disconnects() {
+    fail_on_unexpected_panics();
+    let server = MockServer::start();
+    let client = connected(&server);
+    let c = client.clone();
+    let report = bounded("drain()", WAIT, move || c.drain(WAIT));
+    assert!(report.is_clean(), "{report:?}");
+    assert_eq!(report.handlers_finished + report.commands_finished, 0);
+    assert!(report.elapsed < Duration::from_secs(2), "{report:?}");
+    assert!(!client.is_ready());
+    // Never connected: nothing to wait for either.
+    let idle = client_with(&server, |_| {});
+    assert!(idle.drain(WAIT).is_clean());
+    assert_eq!(idle.state(), S::Idle);
+}

@@ -5,10 +5,25 @@ mod e2e_support;
 
 use std::time::Duration;
 
+use crossbeam_channel::{Receiver, Sender};
 use e2e_support::*;
 use serde_json::json;
-use volt_daemon_client::{CommandResult, DaemonClientErrorCode as Code, TeamClusterDaemonMessage};
+use volt_daemon_client::{
+    ClusterDaemonClient, CommandResult, DaemonClientErrorCode as Code, TeamClusterDaemonMessage,
+};
 use volt_testkit::{fail_on_unexpected_panics, wait_until, MockServer, Responder, DEFAULT_CLUSTER};
+
+/// Registers `slow`, which says when it starts and waits for a release.
+fn slow_handler(client: &ClusterDaemonClient) -> (Sender<()>, Receiver<()>) {
+    let (release_tx, release_rx) = crossbeam_channel::unbounded::<()>();
+    let (started_tx, started_rx) = crossbeam_channel::unbounded();
+    client.register_handler_fn("slow", move |_p, _c| {
+        let _ = started_tx.send(());
+        let _ = release_rx.recv_timeout(WAIT);
+        Ok(CommandResult::empty())
+    });
+    (release_tx, started_rx)
+}
 
 #[test]
 fn answered_commands_count_as_ok_or_rejected_and_enter_the_latency_histogram() {
@@ -117,13 +132,7 @@ fn a_busy_pool_answers_503_counted_as_5xx_and_its_queue_depth_is_shown() {
         o.handlers.threads = 1;
         o.handlers.queue_capacity = 1;
     });
-    let (release_tx, release_rx) = crossbeam_channel::unbounded::<()>();
-    let (started_tx, started_rx) = crossbeam_channel::unbounded();
-    client.register_handler_fn("slow", move |_p, _c| {
-        let _ = started_tx.send(());
-        let _ = release_rx.recv_timeout(WAIT);
-        Ok(CommandResult::empty())
-    });
+    let (release_tx, started_rx) = slow_handler(&client);
     connect(&client);
     let dispatch = |server: &MockServer| {
         let handle = server.handle();
@@ -232,5 +241,33 @@ fn the_snapshot_serializes_to_one_json_line() {
     assert_eq!(v["commands_ok"], 1);
     assert_eq!(v["latency"]["count"], 1);
     assert!(v["uptime_ms"].is_u64());
+    assert_eq!(v["url"].as_str(), client.state().url(), "{line}");
+    assert!(v["url"].is_string(), "{line}");
     disconnect(&client);
+    assert_eq!(client.stats().url, None);
+}
+
+#[test]
+fn a_reverse_command_refused_while_draining_counts_as_5xx() {
+    fail_on_unexpected_panics();
+    let server = MockServer::start();
+    let client = client_with(&server, |_| {});
+    let (release_tx, started_rx) = slow_handler(&client);
+    connect(&client);
+    let handle = server.handle();
+    let running = std::thread::spawn(move || handle.dispatch(DEFAULT_CLUSTER, "slow", None, WAIT));
+    recv(&started_rx, "the handler runs", WAIT);
+    let draining = client.clone();
+    let drain = std::thread::spawn(move || draining.drain(WAIT));
+    assert!(wait_until(WAIT, || {
+        server
+            .dispatch(DEFAULT_CLUSTER, "other", json!(null))
+            .status
+            == 503
+    }));
+    release_tx.send(()).unwrap();
+    assert_eq!(running.join().unwrap().unwrap().status, 200);
+    assert!(drain.join().unwrap().is_clean());
+    let r = client.stats().reverse_commands;
+    assert_eq!((r.status_2xx, r.status_5xx), (1, 1));
 }

@@ -168,7 +168,7 @@ impl Io {
                         job.command.command
                     );
                     let reply = self.state.busy_reply(&job.command);
-                    self.link.stats.reverse_replied(503);
+                    self.link.stats.reverse_replied(503, 1);
                     self.replies.push(reply);
                 }
             }

@@ -156,8 +156,11 @@ impl Io {
         &self,
         out_rx: Option<&OutboxReceiver>,
         look_at_lent: Option<Instant>,
-        mut again: bool,
+        again: bool,
     ) -> Duration {
+        if again {
+            return Duration::ZERO;
+        }
         let deadline = self.state.registration_deadline();
         let ping_deadline = self.last_ping + self.ping_window;
         let mut wake = deadline.map_or(ping_deadline, |d| d.min(ping_deadline));
@@ -168,20 +171,16 @@ impl Io {
         if let Some(at) = limit.wake_by {
             wake = wake.min(at);
         }
-        if let Some(rx) = out_rx.filter(|_| !limit.lazy_capped && !again) {
+        if let Some(rx) = out_rx.filter(|_| !limit.lazy_capped) {
             // Not while blocked: writability wakes us then.
             if !self.socket.is_blocked() && !rx.sleep_uncapped() {
-                again = true;
+                return Duration::ZERO;
             }
         }
         #[cfg(test)]
-        if !again && out_rx.is_some() {
+        if out_rx.is_some() {
             *self.link.last_sleep.lock() = Some((self.link.pending_count(), limit.lazy_capped));
         }
-        if again {
-            Duration::ZERO
-        } else {
-            wake.saturating_duration_since(Instant::now())
-        }
+        wake.saturating_duration_since(Instant::now())
     }
 }

@@ -159,17 +159,18 @@ impl Supervisor {
                 shared.report_rotation(&self.ctx.events, new_password);
             }
         }
+        let reason = if attempt == 1 {
+            "connecting"
+        } else {
+            "retrying"
+        };
         let url_owned = url.to_owned();
         self.set_state(
             ConnectionState::Connecting {
                 attempt,
                 url: url_owned,
             },
-            if attempt == 1 {
-                "connecting"
-            } else {
-                "retrying"
-            },
+            reason,
         );
         self.session(url).map(|(end, _registered)| end)
     }

@@ -73,8 +73,8 @@ pub struct ClientStats {
     /// not ready. Serialized as `uptime_ms`.
     #[serde(rename = "uptime_ms", serialize_with = "millis")]
     pub uptime: Option<Duration>,
-    /// The server URL in use, when the client reports it (`None` for now:
-    /// it comes with failover across several URLs).
+    /// The control socket URL in use (or being tried): `control_socket_url`
+    /// or one of `fallback_urls`; `None` when not connecting or connected.
     pub url: Option<String>,
 }
 
@@ -92,7 +92,8 @@ pub struct ReverseCommandStats {
     pub status_2xx: u64,
     /// 400..=499: a handler's own 4xx, or no handler (404 `UNKNOWN_COMMAND`).
     pub status_4xx: u64,
-    /// 500..=599: the handler failed (500) or the pool was full (503 `BUSY`).
+    /// 500..=599: the handler failed (500), the pool was full (503
+    /// `BUSY`), or the client was draining (503 `DRAINING`).
     pub status_5xx: u64,
     /// Any other status a handler chose.
     pub other: u64,

@@ -15,6 +15,17 @@ use crate::model::*;
 use crate::timers::TimerKind;
 use crate::wire::{command_response_frame, write_envelope, ReplyData, HEARTBEAT};
 
+/// A daemon's `command` as read from its frame.
+#[derive(Clone, Copy)]
+pub(super) struct Command<'a> {
+    pub rid: &'a str,
+    pub command: &'a str,
+    /// Unparsed JSON text.
+    pub payload: Option<&'a RawValue>,
+    /// The command's `{...}` as it came in the frame, when known.
+    pub object: Option<&'a str>,
+}
+
 /// The command whose default answer is its own payload.
 const ECHO: &str = "echo";
 
@@ -52,13 +63,13 @@ impl State {
     }
 
     /// A daemon's `command`, its payload unparsed JSON text.
-    pub(super) fn on_command(
-        &mut self,
-        id: u64,
-        rid: &str,
-        command: &str,
-        payload: Option<&RawValue>,
-    ) {
+    pub(super) fn on_command(&mut self, id: u64, cmd: Command<'_>) {
+        let Command {
+            rid,
+            command,
+            payload,
+            ..
+        } = cmd;
         self.stats.commands += 1;
         let dropping = self.faults.drop_on_command.as_deref() == Some(command);
         let reply = if dropping {
@@ -75,7 +86,7 @@ impl State {
             }
         }
         if self.cfg.record_history {
-            self.record_command(id, rid, command, payload);
+            self.record_command(id, cmd);
         }
         if dropping {
             return self.cut(id, "dropOnCommand fault");
@@ -96,21 +107,35 @@ impl State {
             .payload
             .as_ref()
             .and_then(|p| serde_json::value::to_raw_value(p).ok());
-        self.on_command(id, &req.request_id, &req.command, raw.as_deref());
+        self.on_command(
+            id,
+            Command {
+                rid: &req.request_id,
+                command: &req.command,
+                payload: raw.as_deref(),
+                object: None,
+            },
+        );
     }
 
-    /// Records a daemon's `command` (history on): its envelope, written
-    /// once as JSON text, goes to the per-cluster list and (shared) to the
-    /// event log; a heartbeat's payload is parsed for [`DaemonInfo`].
-    fn record_command(&mut self, id: u64, rid: &str, command: &str, payload: Option<&RawValue>) {
-        let Some(cluster) = self.cluster_arc(id) else {
+    /// Records a daemon's `command` (history on): its envelope as JSON
+    /// text (`object`, the frame's own, when given; else written once)
+    /// goes to the cluster's history and, shared, to the event log: one
+    /// allocation. A heartbeat's payload is parsed for [`DaemonInfo`].
+    fn record_command(&mut self, id: u64, cmd: Command<'_>) {
+        let Command {
+            rid,
+            command,
+            payload,
+            object,
+        } = cmd;
+        let Some((cluster, history)) = self.reg(id).map(|r| (r.cluster.clone(), r.history)) else {
             return;
         };
-        let mut buf = std::mem::take(&mut self.rec_scratch);
-        write_envelope(&mut buf, rid, command, payload.map(RawValue::get));
-        // Everything written is UTF-8 (JSON text and escaped strings).
-        let json: Arc<str> = Arc::from(std::str::from_utf8(&buf).unwrap_or_default());
-        self.rec_scratch = buf;
+        let json: Arc<str> = match object {
+            Some(object) => Arc::from(object),
+            None => self.envelope(rid, command, payload),
+        };
         if command == HEARTBEAT {
             let payload: Option<Value> = payload.and_then(|p| serde_json::from_str(p.get()).ok());
             if let Some(reg) = self.reg_mut(id) {
@@ -126,29 +151,39 @@ impl State {
         } else {
             self.events.push(Logged::Command {
                 conn: id,
-                cluster: cluster.clone(),
+                cluster,
                 json: json.clone(),
             });
         }
-        let limit = self.cfg.history_limit;
-        let r = self.received_of(&cluster);
-        if r.commands.len() >= limit {
-            r.commands.pop_front();
-        }
-        r.commands.push_back(json);
+        push_bounded(
+            &mut self.histories[history].commands,
+            json,
+            self.cfg.history_limit,
+        );
+    }
+
+    /// A command's envelope written as JSON text ([`write_envelope`]).
+    fn envelope(&mut self, rid: &str, command: &str, payload: Option<&RawValue>) -> Arc<str> {
+        let mut buf = std::mem::take(&mut self.rec_scratch);
+        write_envelope(&mut buf, rid, command, payload.map(RawValue::get));
+        // Everything written is UTF-8 (JSON text and escaped strings).
+        let json = Arc::from(std::str::from_utf8(&buf).unwrap_or_default());
+        self.rec_scratch = buf;
+        json
     }
 
     /// Records a daemon's `message` (history on).
     pub(super) fn record_message(&mut self, id: u64, message: Value) {
-        let Some(cluster) = self.cluster_of(id) else {
+        let Some((cluster, history)) = self.reg(id).map(|r| (r.cluster.to_string(), r.history))
+        else {
             return;
         };
         let limit = self.cfg.history_limit;
-        let r = self.received_of(&cluster);
-        if r.messages.len() >= limit {
-            r.messages.pop_front();
-        }
-        r.messages.push_back(message.clone());
+        push_bounded(
+            &mut self.histories[history].messages,
+            message.clone(),
+            limit,
+        );
         self.emit(ServerEvent::Message {
             conn: id,
             cluster,
@@ -156,22 +191,24 @@ impl State {
         });
     }
 
-    /// The history of a cluster (created on first use, without copying
-    /// the name when it exists).
-    fn received_of(&mut self, cluster: &str) -> &mut Received {
-        if !self.received.contains_key(cluster) {
-            self.received
-                .insert(cluster.to_owned(), Received::default());
+    /// The index of a cluster's history (made on first use).
+    pub(super) fn history_index(&mut self, cluster: &str) -> usize {
+        if let Some(&i) = self.history_of.get(cluster) {
+            return i;
         }
-        self.received
-            .get_mut(cluster)
-            .expect("the entry was just made")
+        self.histories.push(Received::default());
+        let i = self.histories.len() - 1;
+        self.history_of.insert(cluster.to_owned(), i);
+        i
+    }
+
+    fn history(&self, cluster: &str) -> Option<&Received> {
+        self.history_of.get(cluster).map(|&i| &self.histories[i])
     }
 
     /// The `message` objects the cluster's daemons sent, in order.
     pub(crate) fn received_messages(&self, cluster: &str) -> Vec<Value> {
-        self.received
-            .get(cluster)
+        self.history(cluster)
             .map(|r| r.messages.iter().cloned().collect())
             .unwrap_or_default()
     }
@@ -179,8 +216,7 @@ impl State {
     /// The `command` envelopes the cluster's daemons sent, as the JSON
     /// texts recorded (shared: parse them off the loop).
     pub(crate) fn received_commands(&self, cluster: &str) -> VecDeque<Arc<str>> {
-        self.received
-            .get(cluster)
+        self.history(cluster)
             .map(|r| r.commands.clone())
             .unwrap_or_default()
     }
@@ -198,4 +234,12 @@ impl State {
     pub(crate) fn clear_frames(&mut self) {
         self.frames.clear();
     }
+}
+
+/// Appends to a history list, dropping the oldest past `limit`.
+fn push_bounded<T>(list: &mut VecDeque<T>, item: T, limit: usize) {
+    if list.len() >= limit {
+        list.pop_front();
+    }
+    list.push_back(item);
 }

@@ -58,6 +58,8 @@ pub(crate) enum Action {
 pub(crate) struct Reg {
     /// Shared with every history entry of this connection (no copy each).
     pub cluster: Arc<str>,
+    /// Its cluster's index in [`State`]'s histories.
+    pub history: usize,
     /// What `GET /admin/daemons` shows of it, kept up to date.
     pub info: DaemonInfo,
 }
@@ -93,7 +95,10 @@ pub(crate) struct State {
     responders: HashMap<String, Responder>,
     faults: Faults,
     by_cluster: HashMap<String, Vec<u64>>,
-    received: HashMap<String, Received>,
+    /// Each cluster's history, found through `history_of` (by name) or a
+    /// registration's index (no hashing per command).
+    histories: Vec<Received>,
+    history_of: HashMap<String, usize>,
     pending: HashMap<String, Pending>,
     frames: VecDeque<FrameRecord>,
     events: Vec<Logged>,
@@ -127,7 +132,8 @@ impl State {
             responders: HashMap::new(),
             faults: Faults::default(),
             by_cluster: HashMap::new(),
-            received: HashMap::new(),
+            histories: Vec::new(),
+            history_of: HashMap::new(),
             pending: HashMap::new(),
             frames: VecDeque::new(),
             events: Vec::new(),
@@ -173,7 +179,7 @@ impl State {
 
     /// Logs an event.
     pub(crate) fn emit(&mut self, e: ServerEvent) {
-        self.events.push(Logged::Event(e));
+        self.events.push(Logged::Event(Box::new(e)));
     }
 
     /// Whether connection `id` has a live session (its data is read).
@@ -206,11 +212,6 @@ impl State {
 
     fn cluster_of(&self, id: u64) -> Option<String> {
         self.reg(id).map(|r| r.cluster.to_string())
-    }
-
-    /// The cluster a connection registered as, shared (no copy).
-    fn cluster_arc(&self, id: u64) -> Option<Arc<str>> {
-        self.reg(id).map(|r| r.cluster.clone())
     }
 
     fn timer(&mut self, at: Instant, conn: u64, kind: TimerKind) {

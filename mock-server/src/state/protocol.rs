@@ -10,8 +10,10 @@ use volt_protocol::envelope::{decode_command_ref, names, VoltEvent};
 use volt_protocol::socket::{Packet, PacketType};
 use volt_protocol::{DecodeError, Incoming};
 
+use super::commands::Command;
 use super::{new_sid, Reg, State};
 use crate::model::*;
+use crate::wire::command_object;
 
 impl State {
     /// Counts an incoming frame and applies `dropAfterFrames`: `false` when
@@ -89,16 +91,29 @@ impl State {
     /// frame is not a plain command: the caller's paths take it.
     fn command_fast_path(&mut self, id: u64, text: &str) -> bool {
         let namespace = &self.cfg.namespace;
-        let Some(req) = self
+        let Some(json) = self
             .sessions
             .get_mut(&id)
             .filter(|s| s.reg.is_some())
             .and_then(|s| s.decoder.event_json(text, namespace))
-            .and_then(decode_command_ref)
         else {
             return false;
         };
-        self.on_command(id, &req.request_id, &req.command, req.payload);
+        let Some(req) = decode_command_ref(json) else {
+            return false;
+        };
+        // The history keeps the command object as it came, when it can.
+        let object = match self.cfg.record_history {
+            true => req.payload.and_then(|p| command_object(json, p.get())),
+            false => None,
+        };
+        let cmd = Command {
+            rid: &req.request_id,
+            command: &req.command,
+            payload: req.payload,
+            object,
+        };
+        self.on_command(id, cmd);
         true
     }
 
@@ -193,9 +208,11 @@ impl State {
         match verdict {
             Ok((cluster, installed_version, client)) => {
                 let sid = new_sid();
+                let history = self.history_index(&cluster);
                 if let Some(s) = self.sessions.get_mut(&id) {
                     s.reg = Some(Reg {
                         cluster: Arc::from(cluster.as_str()),
+                        history,
                         info: DaemonInfo {
                             team_cluster_id: cluster.clone(),
                             sid: sid.clone(),

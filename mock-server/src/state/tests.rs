@@ -2,6 +2,7 @@
 //! feeds frames and calls, and checks the actions and events that come out.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
@@ -45,7 +46,7 @@ fn events(state: &mut State) -> Vec<ServerEvent> {
     std::mem::take(state.events_mut())
         .into_iter()
         .filter_map(|l| match l {
-            Logged::Event(e) => Some(e),
+            Logged::Event(e) => Some(*e),
             Logged::Command { .. } => None,
         })
         .collect()
@@ -528,4 +529,17 @@ fn send_message_and_send_raw_need_a_registered_connection() {
         state.send_raw("c2", RawFrame::Text("x".into())),
         Err(DispatchError::NotConnected("c2".into()))
     );
+}
+
+#[test]
+fn a_command_is_kept_in_the_history_as_its_frame_sent_it() {
+    let mut state = registered(config());
+    let object = r#"{"requestId":"r","command":"ls","payload":{ "a" : [1, 2.50] }}"#;
+    state.on_text(CONN, &format!(r#"42/daemon,["command",{object}]"#));
+    let kept = state.received_commands("c1");
+    assert_eq!(kept.len(), 1);
+    assert_eq!(&*kept[0], object);
+    // The event log shares the same text.
+    let logged = std::mem::take(state.events_mut());
+    assert!(matches!(&logged[..], [Logged::Command { json, .. }] if Arc::ptr_eq(json, &kept[0])));
 }
