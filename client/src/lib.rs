@@ -26,6 +26,14 @@
 //! # Ok::<(), DaemonClientError>(())
 //! ```
 //!
+//! TLS (`wss://`, `https://` enrollment) runs on exactly one backend, a
+//! Cargo feature: `native-tls` (the default; the system's roots) or `rustls`
+//! (the webpki-roots bundle; with `rustls-platform-verifier`, the operating
+//! system's verifier and roots). Both or neither is a compile error.
+//! [`TlsOptions`] means the same on both: extra roots, a client certificate
+//! ([`TlsOptions::with_client_identity`]), verification always on unless
+//! the test-only `danger_accept_invalid_certs` is set.
+//!
 //! Threads (all named, all joined by [`ClusterDaemonClient::disconnect`]):
 //! `volt-conn` (connection state machine and the socket's only reader and
 //! writer), `volt-heartbeat`, `volt-handler-N` (reverse commands) and
@@ -63,8 +71,9 @@ pub use drain::DrainReport;
 pub use error::{DaemonClientError, DaemonClientErrorCode};
 pub use heartbeat::HEARTBEAT_COMMAND;
 pub use options::{
-    ClusterDaemonClientOptions, DaemonCredentials, EnrollmentOptions, HandlerPoolOptions,
-    HeartbeatOptions, PasswordProvider, PayloadFactory, SocketOptions, TlsOptions,
+    ClientIdentity, ClusterDaemonClientOptions, DaemonCredentials, EnrollmentOptions,
+    HandlerPoolOptions, HeartbeatOptions, PasswordProvider, PayloadFactory, SocketOptions,
+    TlsOptions,
 };
 pub use pending::PendingCommand;
 pub use proxy::{ProxyCredentials, ProxyOptions};

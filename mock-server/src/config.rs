@@ -42,6 +42,9 @@ pub struct ServerConfig {
     pub max_payload: usize,
     /// TLS for `wss`/`https`.
     pub tls: Option<TlsConfig>,
+    /// With `tls`: require client certificates that chain to one of these
+    /// CAs (PEM), and report each daemon's verified subject.
+    pub tls_client_ca_pem: Option<Vec<u8>>,
     /// Bearer token guarding `/admin/...`.
     pub admin_token: Option<String>,
     /// Most simultaneous connections from one IP address.
@@ -71,6 +74,7 @@ impl Default for ServerConfig {
             ping_timeout: Duration::from_millis(20_000),
             max_payload: 1_000_000,
             tls: None,
+            tls_client_ca_pem: None,
             admin_token: None,
             max_connections_per_ip: 4096,
             namespace: "/daemon".into(),
@@ -105,6 +109,7 @@ impl std::fmt::Debug for ServerConfig {
             .field("ping_timeout", &self.ping_timeout)
             .field("max_payload", &self.max_payload)
             .field("tls", &self.tls.is_some())
+            .field("tls_client_ca_pem", &self.tls_client_ca_pem.is_some())
             .field("admin_token", &self.admin_token.is_some())
             .field("max_connections_per_ip", &self.max_connections_per_ip)
             .field("namespace", &self.namespace)

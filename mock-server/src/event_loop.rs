@@ -75,7 +75,7 @@ fn bind(addr: std::net::SocketAddr) -> io::Result<std::net::TcpListener> {
 /// Binds and starts the loop thread.
 pub(crate) fn start(
     config: ServerConfig,
-    tls: Option<native_tls::TlsAcceptor>,
+    tls: Option<crate::tls::TlsAcceptor>,
 ) -> io::Result<(ServerHandle, JoinHandle<()>)> {
     let std_listener = bind(config.listen)?;
     let local_addr = std_listener.local_addr()?;
@@ -403,6 +403,10 @@ impl Loop {
             });
             return;
         }
+        let subject = match &transport {
+            Transport::Tls(s) => s.client_subject().map(str::to_owned),
+            Transport::Plain(_) => None,
+        };
         let accept = tungstenite::handshake::derive_accept_key(key.as_bytes());
         let response = format!(
             "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
@@ -416,6 +420,7 @@ impl Loop {
         );
         self.conns.insert_ws(id, peer, ws);
         self.state.open(id, peer, Instant::now());
+        self.state.set_client_subject(id, subject);
         self.apply_actions();
         if has_leftover {
             self.to_read.push(id);

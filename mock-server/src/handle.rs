@@ -24,7 +24,7 @@ pub(crate) type Call = Box<dyn FnOnce(&mut State) + Send>;
 /// A TLS connection whose WebSocket upgrade request a handshake thread
 /// read, handed to the loop.
 pub(crate) struct TlsUpgrade {
-    pub tls: native_tls::TlsStream<TcpStream>,
+    pub tls: crate::tls::TlsStream,
     pub peer: SocketAddr,
     pub key: String,
     pub leftover: Vec<u8>,
@@ -40,7 +40,7 @@ pub(crate) struct Shared {
     pub upgrades: Sender<TlsUpgrade>,
     pub waker: Waker,
     pub stopping: AtomicBool,
-    pub tls: Option<native_tls::TlsAcceptor>,
+    pub tls: Option<crate::tls::TlsAcceptor>,
     pub http_active: AtomicUsize,
     /// HTTP threads: a clone of their socket (to cut it on shutdown) and the handle.
     pub http_threads: Mutex<Vec<(Option<TcpStream>, JoinHandle<()>)>>,

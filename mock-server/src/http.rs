@@ -35,7 +35,7 @@ pub(crate) fn serve_plain(
 /// WebSocket upgrade to the loop or serves the HTTP request here.
 pub(crate) fn serve_tls(
     handle: ServerHandle,
-    acceptor: native_tls::TlsAcceptor,
+    acceptor: crate::tls::TlsAcceptor,
     stream: TcpStream,
     peer: SocketAddr,
 ) {

@@ -43,6 +43,7 @@ mod server;
 mod state;
 mod stream;
 mod timers;
+mod tls;
 mod wire;
 
 pub use config::{ServerConfig, TlsConfig};

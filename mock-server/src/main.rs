@@ -122,6 +122,15 @@ struct Cli {
         requires = "tls_cert"
     )]
     tls_key: Option<PathBuf>,
+    /// CA certificates (PEM): require client certificates that chain to
+    /// them (mutual TLS); `GET /admin/daemons` shows each verified subject.
+    #[arg(
+        long,
+        env = "VOLT_MOCK_TLS_CLIENT_CA",
+        value_name = "PEM",
+        requires = "tls_cert"
+    )]
+    tls_client_ca: Option<PathBuf>,
     /// Require `Authorization: Bearer T` on /admin/...
     #[arg(
         long,
@@ -289,6 +298,10 @@ fn parse_args() -> (ServerConfig, Scenario) {
             cert_pem: read_file(cert, "--tls-cert"),
             key_pem: read_file(key, "--tls-key"),
         });
+        cfg.tls_client_ca_pem = cli
+            .tls_client_ca
+            .as_ref()
+            .map(|ca| read_file(ca, "--tls-client-ca"));
     }
     (cfg, scenario)
 }

@@ -36,6 +36,10 @@ pub struct DaemonInfo {
     pub client: Option<String>,
     /// When it registered, epoch ms.
     pub connected_at: u64,
+    /// The subject of its verified client certificate (`CN=...`), when the
+    /// server requires them (`--tls-client-ca`); absent from the JSON otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_certificate_subject: Option<String>,
     /// Heartbeats (`runtime.heartbeat` commands) received on this connection.
     pub heartbeats: u64,
     /// The last heartbeat's payload, `None` when none arrived (or it had none).

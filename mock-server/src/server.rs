@@ -16,6 +16,10 @@ pub enum StartError {
     /// The TLS certificate or key could not be loaded.
     #[error("bad TLS identity: {0}")]
     Tls(#[from] native_tls::Error),
+    /// The certificate, key or client CA for client certificates
+    /// (`tls_client_ca_pem`) could not be loaded.
+    #[error("bad TLS setup for client certificates: {0}")]
+    ClientAuth(String),
 }
 
 /// A running mock server. Dropping it stops it (see [`Server::stop`]).
@@ -46,10 +50,10 @@ impl Server {
     /// Binds and starts serving on a background event-loop thread.
     pub fn start(config: ServerConfig) -> Result<Server, StartError> {
         let tls = match &config.tls {
-            Some(t) => {
-                let identity = native_tls::Identity::from_pkcs8(&t.cert_pem, &t.key_pem)?;
-                Some(native_tls::TlsAcceptor::new(identity)?)
-            }
+            Some(t) => Some(crate::tls::TlsAcceptor::new(
+                t,
+                config.tls_client_ca_pem.as_deref(),
+            )?),
             None => None,
         };
         let (handle, thread) = event_loop::start(config, tls)?;

@@ -7,7 +7,7 @@ use std::net::TcpStream;
 /// Plain TCP or TLS over TCP.
 pub(crate) enum Transport {
     Plain(TcpStream),
-    Tls(Box<native_tls::TlsStream<TcpStream>>),
+    Tls(Box<crate::tls::TlsStream>),
 }
 
 impl Transport {

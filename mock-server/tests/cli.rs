@@ -170,6 +170,7 @@ fn cli_help_lists_every_flag_with_its_env_var_and_hides_secret_values() {
         ("--max-payload", "VOLT_MOCK_MAX_PAYLOAD"),
         ("--tls-cert", "VOLT_MOCK_TLS_CERT"),
         ("--tls-key", "VOLT_MOCK_TLS_KEY"),
+        ("--tls-client-ca", "VOLT_MOCK_TLS_CLIENT_CA"),
         ("--admin-token", "VOLT_MOCK_ADMIN_TOKEN"),
         (
             "--max-connections-per-ip",
@@ -257,6 +258,12 @@ fn cli_bad_usage_exits_2_with_a_clear_message_and_no_secret() {
         (&["--cluster", "no-colon-s3cret"], &[], "ID:PASSWORD"),
         (&[], &[("VOLT_MOCK_CLUSTER", ":s3cret")], "ID:PASSWORD"),
         (&["--tls-cert", "/nonexistent"], &[], "--tls-key"),
+        (&["--tls-client-ca", "/nonexistent"], &[], "--tls-cert"),
+        (
+            &[],
+            &[("VOLT_MOCK_TLS_CLIENT_CA", "/nonexistent")],
+            "--tls-cert",
+        ),
         (&[], &[("VOLT_MOCK_NO_HISTORY", "maybe")], "--no-history"),
         (
             &["--config", "/nonexistent/scenario.json"],

@@ -147,6 +147,14 @@ impl MockServerBuilder {
         self
     }
 
+    /// With [`tls`](Self::tls): require client certificates that chain to
+    /// the CAs in `ca_pem` (mutual TLS), for the socket, enrollment and the
+    /// admin API alike.
+    pub fn tls_client_ca(mut self, ca_pem: &[u8]) -> Self {
+        self.config.tls_client_ca_pem = Some(ca_pem.to_vec());
+        self
+    }
+
     /// Guard the admin HTTP API with a bearer token.
     pub fn admin_token(mut self, token: &str) -> Self {
         self.config.admin_token = Some(token.into());

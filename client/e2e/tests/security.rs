@@ -3,28 +3,25 @@
 //! (daemon password, old or rotated, or enrollment token) shows in `Debug`
 //! output, error `Display`, or the logs at any level.
 //!
-//! The certificates are generated here at run time with openssl (test-only;
-//! nothing is committed).
+//! The certificates are generated at run time with openssl (test-only;
+//! nothing is committed; see `tls_support`). Every test here runs on both
+//! TLS backends: `scripts/test` runs this file a second time with
+//! `--no-default-features --features rustls`.
 
 mod proxy_support;
 mod reliability_support;
+mod tls_support;
 
 use std::sync::{Mutex, Once};
 use std::time::Duration;
 
-use openssl::asn1::Asn1Time;
-use openssl::bn::{BigNum, MsbOption};
-use openssl::hash::MessageDigest;
-use openssl::pkey::{PKey, Private};
-use openssl::rsa::Rsa;
-use openssl::x509::extension::{BasicConstraints, KeyUsage, SubjectAlternativeName};
-use openssl::x509::{X509Name, X509};
 use proxy_support::Proxy;
 use reliability_support::{record, Ev};
 use serde_json::json;
+use tls_support::{ca, ca_other, tls_options, tls_server, BACKEND};
 use volt_daemon_client::{
     ClusterDaemonClient, ClusterDaemonClientOptions, CommandResult, DaemonClientError,
-    DaemonClientErrorCode as Code, DaemonCredentials, EnrollmentOptions, ProxyOptions, TlsOptions,
+    DaemonClientErrorCode as Code, DaemonCredentials, EnrollmentOptions, ProxyOptions,
 };
 use volt_testkit::{
     fail_on_unexpected_panics, unexpected_panics, MockServer, Responder, ServerEvent,
@@ -32,143 +29,19 @@ use volt_testkit::{
 
 const LONG: Duration = Duration::from_secs(10);
 
-struct Ca {
-    cert: X509,
-    key: PKey<Private>,
-}
-
-fn name(cn: &str) -> openssl::x509::X509Name {
-    let mut n = X509Name::builder().unwrap();
-    n.append_entry_by_text("CN", cn).unwrap();
-    n.build()
-}
-
-fn serial() -> openssl::asn1::Asn1Integer {
-    let mut bn = BigNum::new().unwrap();
-    bn.rand(64, MsbOption::MAYBE_ZERO, false).unwrap();
-    bn.to_asn1_integer().unwrap()
-}
-
-fn key() -> PKey<Private> {
-    PKey::from_rsa(Rsa::generate(2048).unwrap()).unwrap()
-}
-
-/// A test certificate authority.
-fn ca(cn: &str) -> Ca {
-    let key = key();
-    let mut b = X509::builder().unwrap();
-    b.set_version(2).unwrap();
-    b.set_serial_number(&serial()).unwrap();
-    b.set_subject_name(&name(cn)).unwrap();
-    b.set_issuer_name(&name(cn)).unwrap();
-    b.set_pubkey(&key).unwrap();
-    b.set_not_before(&Asn1Time::days_from_now(0).unwrap())
-        .unwrap();
-    b.set_not_after(&Asn1Time::days_from_now(2).unwrap())
-        .unwrap();
-    b.append_extension(BasicConstraints::new().critical().ca().build().unwrap())
-        .unwrap();
-    b.append_extension(
-        KeyUsage::new()
-            .critical()
-            .key_cert_sign()
-            .crl_sign()
-            .build()
-            .unwrap(),
-    )
-    .unwrap();
-    b.sign(&key, MessageDigest::sha256()).unwrap();
-    Ca {
-        cert: b.build(),
-        key,
-    }
-}
-
-impl Ca {
-    fn pem(&self) -> Vec<u8> {
-        self.cert.to_pem().unwrap()
-    }
-
-    /// A server certificate signed by this CA, valid for exactly these
-    /// names and addresses: (chain PEM, PKCS #8 key PEM).
-    fn leaf(&self, dns: &[&str], ips: &[&str]) -> (Vec<u8>, Vec<u8>) {
-        let key = key();
-        let mut b = X509::builder().unwrap();
-        b.set_version(2).unwrap();
-        b.set_serial_number(&serial()).unwrap();
-        b.set_subject_name(&name(dns.first().or(ips.first()).unwrap()))
-            .unwrap();
-        b.set_issuer_name(self.cert.subject_name()).unwrap();
-        b.set_pubkey(&key).unwrap();
-        b.set_not_before(&Asn1Time::days_from_now(0).unwrap())
-            .unwrap();
-        b.set_not_after(&Asn1Time::days_from_now(2).unwrap())
-            .unwrap();
-        let mut san = SubjectAlternativeName::new();
-        for d in dns {
-            san.dns(d);
-        }
-        for ip in ips {
-            san.ip(ip);
-        }
-        let san = san
-            .build(&b.x509v3_context(Some(&self.cert), None))
-            .unwrap();
-        b.append_extension(san).unwrap();
-        b.sign(&self.key, MessageDigest::sha256()).unwrap();
-        let mut chain = b.build().to_pem().unwrap();
-        chain.extend(self.pem());
-        (chain, key.private_key_to_pem_pkcs8().unwrap())
-    }
-}
-
-fn tls_server(cert: &(Vec<u8>, Vec<u8>)) -> MockServer {
-    MockServer::builder()
-        .tls(&cert.0, &cert.1)
-        .cluster("c-tls", "pw-tls")
-        .enrollment_token("tok-tls")
-        .start()
-}
-
-/// Options for `server` reached at `host`, trusting `roots`, with
-/// enrollment when `enroll`.
-fn tls_options(
+/// connect() must fail with `code` in the TLS handshake of this run's
+/// backend, saying one of `reasons`; the server sees no registration.
+fn assert_refused(
     server: &MockServer,
-    host: &str,
-    roots: &[Vec<u8>],
-    enroll: bool,
-) -> ClusterDaemonClientOptions {
-    let url = format!("https://{host}:{}", server.local_addr().port());
-    let mut creds = DaemonCredentials::new("c-tls", "pw-tls");
-    if enroll {
-        creds = creds.with_enrollment_token("tok-tls");
-    }
-    let mut o = ClusterDaemonClientOptions::new(&url, &url, creds);
-    if enroll {
-        o.enrollment = Some(EnrollmentOptions::new(
-            "/api/team-clusters/c-tls/healthcheck",
-        ));
-    }
-    o.socket.connect_timeout = Duration::from_secs(5);
-    o.socket.reconnect = false;
-    o.socket.tls = TlsOptions::default();
-    for r in roots {
-        o.socket.tls = o.socket.tls.with_root_certificate_pem(r.clone());
-    }
-    o
-}
-
-/// connect() must fail with `code`, and the server must see no registration.
-fn assert_refused(server: &MockServer, options: ClusterDaemonClientOptions, code: Code) {
-    let client = ClusterDaemonClient::new(options).unwrap();
-    let err = client.connect().unwrap_err();
-    assert_eq!(err.code(), code, "{err}");
-    assert!(!client.is_ready());
-    client.disconnect();
-    assert!(!server.events().iter().any(|e| matches!(
-        e,
-        ServerEvent::Registered { .. } | ServerEvent::Enrollment { .. }
-    )));
+    options: ClusterDaemonClientOptions,
+    code: Code,
+    reasons: &[&str],
+) {
+    let shown = tls_support::assert_refused(server, options, code, reasons);
+    assert!(
+        shown.contains(&format!("TLS handshake ({BACKEND})")),
+        "{shown}"
+    );
 }
 
 #[test]
@@ -201,6 +74,11 @@ fn wss_and_https_enrollment_work_with_a_test_ca_given_through_tls_options() {
     assert_eq!(unexpected_panics(), 0);
 }
 
+/// What each backend says of a certificate from an unknown authority.
+const UNTRUSTED: &[&str] = &["certificate verify failed", "UnknownIssuer"];
+/// What each backend says of a certificate for another name.
+const WRONG_NAME: &[&str] = &["mismatch", "not valid for name"];
+
 #[test]
 fn untrusted_certificate_fails_the_socket_and_enrollment() {
     fail_on_unexpected_panics();
@@ -213,18 +91,16 @@ fn untrusted_certificate_fails_the_socket_and_enrollment() {
             &server,
             tls_options(&server, "127.0.0.1", &roots, false),
             Code::SocketConnectionFailed,
+            UNTRUSTED,
         );
         assert_refused(
             &server,
             tls_options(&server, "127.0.0.1", &roots, true),
             Code::EnrollmentFailed,
+            UNTRUSTED,
         );
     }
     assert_eq!(unexpected_panics(), 0);
-}
-
-fn ca_other() -> Ca {
-    ca("some other CA")
 }
 
 #[test]
@@ -237,11 +113,13 @@ fn wrong_host_name_fails_the_socket_and_enrollment() {
         &server,
         tls_options(&server, "127.0.0.1", &[ca.pem()], false),
         Code::SocketConnectionFailed,
+        WRONG_NAME,
     );
     assert_refused(
         &server,
         tls_options(&server, "127.0.0.1", &[ca.pem()], true),
         Code::EnrollmentFailed,
+        WRONG_NAME,
     );
     // A certificate only for 127.0.0.1, reached as localhost.
     let server = tls_server(&ca.leaf(&[], &["127.0.0.1"]));
@@ -249,12 +127,36 @@ fn wrong_host_name_fails_the_socket_and_enrollment() {
         &server,
         tls_options(&server, "localhost", &[ca.pem()], false),
         Code::SocketConnectionFailed,
+        WRONG_NAME,
     );
     assert_refused(
         &server,
         tls_options(&server, "localhost", &[ca.pem()], true),
         Code::EnrollmentFailed,
+        WRONG_NAME,
     );
+    assert_eq!(unexpected_panics(), 0);
+}
+
+/// The opt-out, for tests only: an unknown authority and another name are
+/// accepted, for the socket and for enrollment.
+#[test]
+fn danger_accept_invalid_certs_accepts_an_untrusted_certificate_for_another_name() {
+    fail_on_unexpected_panics();
+    let server = tls_server(&ca_other().leaf(&["volt.example.com"], &[]));
+    let mut options = tls_options(&server, "127.0.0.1", &[], true);
+    assert!(!options.socket.tls.danger_accept_invalid_certs);
+    options.socket.tls = options.socket.tls.with_danger_accept_invalid_certs(true);
+    let client = ClusterDaemonClient::new(options).unwrap();
+    client.connect().unwrap();
+    assert!(client.is_ready());
+    client.disconnect();
+    server
+        .expect_event(
+            |e| matches!(e, ServerEvent::Enrollment { status: 200, .. }),
+            LONG,
+        )
+        .unwrap();
     assert_eq!(unexpected_panics(), 0);
 }
 
@@ -440,6 +342,69 @@ fn no_secret_in_debug_output_error_display_or_trace_logs_of_a_full_session() {
     assert_eq!(unexpected_panics(), 0);
 }
 
+/// What a leaked PEM key would show as: each line of its base64 body, as
+/// text and as a derived `Debug` of its bytes would print them.
+fn pem_body_lines(pem: &[u8]) -> Vec<String> {
+    let lines: Vec<String> = String::from_utf8_lossy(pem)
+        .lines()
+        .filter(|l| !l.starts_with("-----") && l.len() >= 16)
+        .map(str::to_owned)
+        .collect();
+    let as_bytes = lines.iter().map(|l| {
+        let debug = format!("{:?}", &l.as_bytes()[..16]);
+        debug.trim_matches(['[', ']']).to_owned()
+    });
+    as_bytes.chain(lines.clone()).collect()
+}
+
+/// Issue 14: a client private key (mutual TLS) shows in no `Debug` output,
+/// no error, and no log line at any level, accepted or refused, on the
+/// socket and at enrollment.
+#[test]
+fn no_client_private_key_in_debug_output_errors_or_trace_logs_of_an_mtls_session() {
+    fail_on_unexpected_panics();
+    capture_logs();
+    let ca = ca("volt mTLS CA");
+    let cert = ca.leaf(&["localhost"], &["127.0.0.1"]);
+    let server = MockServer::builder()
+        .tls(&cert.0, &cert.1)
+        .tls_client_ca(&ca.pem())
+        .cluster("c-tls", "pw-tls")
+        .enrollment_token("tok-tls")
+        .start();
+    let mut shown = String::new();
+    let mut keys = Vec::new();
+    // Accepted (a certificate from the client CA), then refused (another CA's).
+    for (issuer, accepted) in [(&ca, true), (&ca_other(), false)] {
+        let (cert_pem, key_pem) = issuer.client("daemon-secrets");
+        keys.extend(pem_body_lines(&key_pem));
+        let mut options = tls_options(&server, "127.0.0.1", &[ca.pem()], true);
+        options.socket.tls = options.socket.tls.with_client_identity(cert_pem, key_pem);
+        shown += &format!("{options:?}\n{:?}\n", options.socket.tls.client_identity);
+        let client = ClusterDaemonClient::new(options).unwrap();
+        client.on_error(|_| {});
+        match client.connect() {
+            Ok(()) => assert!(accepted),
+            Err(e) => {
+                assert!(!accepted, "{e}");
+                shown += &format!("{e}\n{e:?}\n");
+            }
+        }
+        shown += &format!("{client:?}\n");
+        client.disconnect();
+    }
+    assert!(!keys.is_empty());
+    let logs = LOGS.lock().unwrap().clone();
+    for line in &keys {
+        assert!(
+            !shown.contains(line.as_str()),
+            "Debug or an error shows the key:\n{shown}"
+        );
+        assert!(!logs.contains(line.as_str()), "the logs show the key");
+    }
+    assert_eq!(unexpected_panics(), 0);
+}
+
 /// The errors of a proxy that refuses the credentials (in the URL, then
 /// as options), for enrollment and for the socket.
 fn refused_by_the_proxy(options: &ClusterDaemonClientOptions, port: u16) -> Vec<DaemonClientError> {
@@ -537,7 +502,7 @@ fn wss_through_a_proxy_verifies_the_servers_name_not_the_proxys() {
         } else {
             Code::SocketConnectionFailed
         };
-        assert_refused(&server, options, code);
+        assert_refused(&server, options, code, WRONG_NAME);
     }
     assert_eq!(unexpected_panics(), 0);
 }

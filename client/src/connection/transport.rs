@@ -52,7 +52,7 @@ pub(crate) struct Stream {
 
 enum RawStream {
     Plain(TcpStream),
-    Tls(Box<native_tls::TlsStream<TcpStream>>),
+    Tls(Box<crate::tls::TlsStream<TcpStream>>),
 }
 
 /// Above this, a drained write buffer gives its memory back.
@@ -475,19 +475,25 @@ fn tls_handshake(
     tls: &TlsOptions,
     tcp: TcpStream,
     deadline: Instant,
-) -> Result<native_tls::TlsStream<TcpStream>, DaemonClientError> {
-    let connector = crate::tls::tls_connector(tls).map_err(DaemonClientError::connection)?;
-    let mut result = connector.connect(&target.host, tcp);
+) -> Result<crate::tls::TlsStream<TcpStream>, DaemonClientError> {
+    use crate::tls::{Connector, Handshake};
+    let connector = Connector::new(tls).map_err(DaemonClientError::connection)?;
+    let mut state = connector.connect(&target.host, tcp);
     loop {
-        match result {
-            Ok(s) => return Ok(s),
-            Err(native_tls::HandshakeError::WouldBlock(mid)) => {
+        match state {
+            Handshake::Done(s) => return Ok(s),
+            Handshake::WouldBlock(mid) => {
                 reactor
                     .wait(deadline)
                     .map_err(|i| interrupted("TLS handshake", i))?;
-                result = mid.handshake();
+                state = mid.handshake();
             }
-            Err(native_tls::HandshakeError::Failure(e)) => return Err(failed("TLS handshake", e)),
+            Handshake::Failed(e) => {
+                return Err(failed(
+                    &format!("TLS handshake ({})", crate::tls::BACKEND),
+                    e,
+                ))
+            }
         }
     }
 }

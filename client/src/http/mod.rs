@@ -269,7 +269,7 @@ fn exchange(
 ) -> Result<Response, HttpError> {
     // Built before connecting so that a TLS setup error costs no connection.
     let connector = if target.tls {
-        Some(crate::tls::tls_connector(tls).map_err(|e| HttpError::new(ErrorKind::Tls, e))?)
+        Some(crate::tls::Connector::new(tls).map_err(|e| HttpError::new(ErrorKind::Tls, e))?)
     } else {
         None
     };
@@ -277,14 +277,14 @@ fn exchange(
     let mut conn = match connector {
         None => Conn::Plain(stream),
         Some(connector) => match connector.connect(&target.host, stream) {
-            Ok(s) => Conn::Tls(Box::new(s)),
-            Err(native_tls::HandshakeError::Failure(e)) => {
+            crate::tls::Handshake::Done(s) => Conn::Tls(Box::new(s)),
+            crate::tls::Handshake::Failed(e) => {
                 return Err(HttpError::new(
                     ErrorKind::Tls,
-                    format!("the TLS handshake failed: {e}"),
+                    format!("the TLS handshake ({}) failed: {e}", crate::tls::BACKEND),
                 ))
             }
-            Err(native_tls::HandshakeError::WouldBlock(_)) => {
+            crate::tls::Handshake::WouldBlock(_) => {
                 return Err(HttpError::new(
                     ErrorKind::Timeout,
                     "the TLS handshake timed out",
@@ -430,7 +430,7 @@ impl Write for DeadlineStream {
 /// A plain or TLS connection.
 enum Conn {
     Plain(DeadlineStream),
-    Tls(Box<native_tls::TlsStream<DeadlineStream>>),
+    Tls(Box<crate::tls::TlsStream<DeadlineStream>>),
 }
 
 impl Read for Conn {

@@ -72,6 +72,8 @@ pub(crate) struct Session {
     next_ping: Instant,
     pong_deadline: Option<Instant>,
     frames_in: u64,
+    /// The verified subject of the client certificate (`--tls-client-ca`).
+    client_subject: Option<String>,
 }
 
 /// What the cluster's daemons sent, newest last, bounded by the history limit.
@@ -260,6 +262,7 @@ impl State {
                 next_ping: now + interval,
                 pong_deadline: None,
                 frames_in: 0,
+                client_subject: None,
             },
         );
         self.stats.connections += 1;
@@ -278,6 +281,13 @@ impl State {
             peer,
         });
         self.timer(now + interval, id, TimerKind::Heartbeat);
+    }
+
+    /// Records the verified subject of the connection's client certificate.
+    pub(crate) fn set_client_subject(&mut self, id: u64, subject: Option<String>) {
+        if let Some(s) = self.sessions.get_mut(&id) {
+            s.client_subject = subject;
+        }
     }
 
     /// The session of a connection ends (unregister, fail its pending

@@ -217,6 +217,7 @@ impl State {
                             installed_version: installed_version.clone(),
                             client: client.clone(),
                             connected_at: epoch_ms(),
+                            client_certificate_subject: s.client_subject.clone(),
                             heartbeats: 0,
                             last_heartbeat: None,
                             last_heartbeat_at: None,
