@@ -3,9 +3,9 @@
 //! password, logs stats, serves a reverse command, and on SIGTERM reports
 //! its drain and exits 0.
 //!
-//! `cargo test -p volt-examples` (or the workspace) builds the example and
-//! the mock server binary; `--test daemon_process` alone builds neither,
-//! and the test then says what to build (or runs a stale example).
+//! The test builds the example and the mock server binary itself (with the
+//! `cargo` that runs it), unless `VOLT_DAEMON_EXAMPLE_BIN` or
+//! `VOLT_MOCK_SERVER_BIN` names them.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -28,17 +28,24 @@ fn profile_dir() -> PathBuf {
         .to_path_buf()
 }
 
-/// A binary built by cargo, or a failure saying how to build it.
-fn binary(env_var: &str, relative: &str, build: &str) -> PathBuf {
-    let path = std::env::var_os(env_var)
-        .map(PathBuf::from)
-        .unwrap_or_else(|| profile_dir().join(relative));
-    assert!(
-        path.exists(),
-        "{} is missing: run `{build}` first (or set {env_var})",
-        path.display()
-    );
-    path
+/// A binary of this workspace, built now by cargo (a `cargo test` that
+/// names only this test, or only builds examples in test mode as
+/// `--all-targets` does, would otherwise leave it missing or stale), or
+/// the one `env_var` names.
+fn binary(env_var: &str, relative: &str, build: &[&str]) -> PathBuf {
+    if let Some(path) = std::env::var_os(env_var) {
+        return PathBuf::from(path);
+    }
+    let dir = profile_dir();
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut command = Command::new(cargo);
+    command.arg("build").arg("--quiet").args(build);
+    if dir.ends_with("release") {
+        command.arg("--release");
+    }
+    let status = command.status().expect("cargo runs");
+    assert!(status.success(), "`cargo build {}` failed", build.join(" "));
+    dir.join(relative)
 }
 
 /// A child whose stdout lines arrive on a channel; killed when dropped.
@@ -126,7 +133,7 @@ fn start_mock_server() -> (Process, String) {
     let mock = binary(
         "VOLT_MOCK_SERVER_BIN",
         "volt-mock-server",
-        "cargo build -p volt-mock-server",
+        &["-p", "volt-mock-server", "--bin", "volt-mock-server"],
     );
     let server = Process::start(Command::new(mock).args([
         "--listen",
@@ -147,7 +154,7 @@ fn start_daemon(url: &str, password_file: &std::path::Path) -> Process {
     let daemon = binary(
         "VOLT_DAEMON_EXAMPLE_BIN",
         "examples/daemon",
-        "cargo build -p volt-examples --example daemon",
+        &["-p", "volt-examples", "--example", "daemon"],
     );
     // A port nothing listens on comes first: the daemon moves on.
     let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
