@@ -135,6 +135,10 @@ pub struct StateChange {
     /// Why it changed (`connect() called`, `registered`, `transport close`,
     /// the error of a failed attempt, ...). Never holds a secret.
     pub reason: String,
+    /// When it changed, read on the thread that changed it: callbacks run
+    /// later on `volt-events`, so this is the time to measure with (how
+    /// long a backoff really waited, how long a state lasted).
+    pub at: Instant,
 }
 
 struct Inner {
@@ -213,6 +217,7 @@ impl StateCell {
             state,
             previous,
             reason,
+            at: Instant::now(),
         });
         drop(inner);
         self.changed.notify_all();
