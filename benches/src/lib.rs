@@ -447,11 +447,73 @@ pub fn run(cfg: &BenchConfig) -> Result<Report, String> {
     let clients = (0..cfg.clients)
         .map(|_| connect_client(&url, cluster, password).map(Arc::new))
         .collect::<Result<Vec<_>, _>>()?;
-
     let measuring = Arc::new(AtomicBool::new(false));
     let stop = Arc::new(AtomicBool::new(false));
+    let workers = spawn_drivers(cfg, &clients, &measuring, &stop);
+
+    thread::sleep(cfg.warmup);
+    let embedded = server.is_some();
+    let server_cpu = || server_cpu_s(embedded, cfg.server_pid);
+    let (cpu0, srv0) = (
+        proc_stat::process_cpu_s("self").unwrap_or(0.0),
+        server_cpu(),
+    );
+    let start = Instant::now();
+    measuring.store(true, Ordering::Relaxed);
+    wait_out(cfg, start, &workers);
+    measuring.store(false, Ordering::Relaxed);
+    let elapsed = start.elapsed();
+    let (cpu1, srv1) = (
+        proc_stat::process_cpu_s("self").unwrap_or(0.0),
+        server_cpu(),
+    );
+    stop.store(true, Ordering::Relaxed);
+
+    let (hist, errors, commands) = join_drivers(workers)?;
+    for c in &clients {
+        c.disconnect();
+    }
+    let peak_rss_kib = proc_stat::peak_rss_kib().unwrap_or(0);
+    let server_cpu_s = srv0.zip(srv1).map(|(a, b)| b - a);
+    let total_cpu = cpu1 - cpu0;
+    let client_cpu_s = if embedded {
+        total_cpu - server_cpu_s.unwrap_or(0.0)
+    } else {
+        total_cpu
+    };
+    drop(server);
+    let us = |q: f64| hist.value_at_quantile(q) as f64 / 1e3;
+    let secs = elapsed.as_secs_f64();
+    Ok(Report {
+        config: cfg.clone(),
+        url,
+        embedded_server: embedded,
+        commands,
+        errors,
+        elapsed_s: secs,
+        throughput: commands as f64 / secs,
+        p50_us: us(0.5),
+        p90_us: us(0.9),
+        p99_us: us(0.99),
+        p999_us: us(0.999),
+        max_us: hist.max() as f64 / 1e3,
+        mean_us: hist.mean() / 1e3,
+        client_cpu_s,
+        server_cpu_s,
+        peak_rss_kib,
+    })
+}
+
+/// One named driver thread per client, each keeping `in_flight` commands
+/// going until `stop`.
+fn spawn_drivers(
+    cfg: &BenchConfig,
+    clients: &[Arc<ClusterDaemonClient>],
+    measuring: &Arc<AtomicBool>,
+    stop: &Arc<AtomicBool>,
+) -> Vec<Worker> {
     let payload = Arc::new(payload(cfg.payload_bytes));
-    let workers: Vec<Worker> = clients
+    clients
         .iter()
         .enumerate()
         .map(|(i, client)| {
@@ -470,25 +532,23 @@ pub fn run(cfg: &BenchConfig) -> Result<Report, String> {
                 .expect("spawn a driver thread");
             Worker { completed, handle }
         })
-        .collect();
+        .collect()
+}
 
-    thread::sleep(cfg.warmup);
-    let server_pid = cfg.server_pid;
-    let server_cpu = |embedded: bool| -> Option<f64> {
-        if embedded {
-            Some(proc_stat::threads_cpu_s("self", |n| {
-                n.starts_with("volt-mock")
-            }))
-        } else {
-            server_pid.and_then(|p| proc_stat::process_cpu_s(&p.to_string()))
-        }
-    };
-    let embedded = server.is_some();
-    let cpu0 = proc_stat::process_cpu_s("self").unwrap_or(0.0);
-    let srv0 = server_cpu(embedded);
-    let start = Instant::now();
-    measuring.store(true, Ordering::Relaxed);
+/// CPU seconds of the mock server so far: its threads in this process when
+/// embedded, else the process `server_pid` names (if any).
+fn server_cpu_s(embedded: bool, server_pid: Option<u32>) -> Option<f64> {
+    if embedded {
+        Some(proc_stat::threads_cpu_s("self", |n| {
+            n.starts_with("volt-mock")
+        }))
+    } else {
+        server_pid.and_then(|p| proc_stat::process_cpu_s(&p.to_string()))
+    }
+}
 
+/// Sleeps through the measured window, drawing the rate on a terminal.
+fn wait_out(cfg: &BenchConfig, start: Instant, workers: &[Worker]) {
     let deadline = start + cfg.duration;
     let draw = cfg.progress && std::io::stderr().is_terminal();
     let mut last = (start, 0u64);
@@ -518,18 +578,15 @@ pub fn run(cfg: &BenchConfig) -> Result<Report, String> {
             let _ = err.flush();
         }
     }
-    measuring.store(false, Ordering::Relaxed);
-    let elapsed = start.elapsed();
-    let cpu1 = proc_stat::process_cpu_s("self").unwrap_or(0.0);
-    let srv1 = server_cpu(embedded);
-    stop.store(true, Ordering::Relaxed);
     if draw {
         eprint!("\r\x1b[2K");
     }
+}
 
+/// Joins the drivers: their merged latency histogram, errors and commands.
+fn join_drivers(workers: Vec<Worker>) -> Result<(Histogram<u64>, u64, u64), String> {
     let mut hist = new_histogram();
-    let mut errors = 0;
-    let mut commands = 0;
+    let (mut errors, mut commands) = (0, 0);
     for w in workers {
         let (h, e) = w
             .handle
@@ -539,39 +596,5 @@ pub fn run(cfg: &BenchConfig) -> Result<Report, String> {
         hist.add(&h).map_err(|e| format!("histogram merge: {e}"))?;
         errors += e;
     }
-    for c in &clients {
-        c.disconnect();
-    }
-    let peak_rss_kib = proc_stat::peak_rss_kib().unwrap_or(0);
-    let server_cpu_s = match (srv0, srv1) {
-        (Some(a), Some(b)) => Some(b - a),
-        _ => None,
-    };
-    let total_cpu = cpu1 - cpu0;
-    let client_cpu_s = if embedded {
-        total_cpu - server_cpu_s.unwrap_or(0.0)
-    } else {
-        total_cpu
-    };
-    drop(server);
-    let us = |q: f64| hist.value_at_quantile(q) as f64 / 1e3;
-    let secs = elapsed.as_secs_f64();
-    Ok(Report {
-        config: cfg.clone(),
-        url,
-        embedded_server: embedded,
-        commands,
-        errors,
-        elapsed_s: secs,
-        throughput: commands as f64 / secs,
-        p50_us: us(0.5),
-        p90_us: us(0.9),
-        p99_us: us(0.99),
-        p999_us: us(0.999),
-        max_us: hist.max() as f64 / 1e3,
-        mean_us: hist.mean() / 1e3,
-        client_cpu_s,
-        server_cpu_s,
-        peak_rss_kib,
-    })
+    Ok((hist, errors, commands))
 }
