@@ -17,19 +17,56 @@ use volt_testkit::{client_options, MockServer, ServerEvent};
 const CLUSTER: &str = "cluster-demo";
 const WAIT: Duration = Duration::from_secs(5);
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
+type Result<T = ()> = std::result::Result<T, Box<dyn std::error::Error>>;
+
+fn main() -> Result {
     // 1. A mock VOLT server in this process: one cluster, a one-time
     //    enrollment token, and a password rotation on enrollment.
-    let server = MockServer::builder()
+    let server = start_server();
+    println!("mock VOLT server   {}", server.url());
+    // 2. The daemon: enrollment on, handlers, callbacks.
+    let (client, said) = daemon(&server)?;
+    // 3. Connect: enrollment -> socket -> registration -> heartbeat.
+    client.connect()?;
+    println!("{:<18}{}", "event", said.recv_timeout(WAIT)?);
+    println!(
+        "enrolled          password now {}",
+        if client.daemon_password() == "rotated-password" {
+            "rotated"
+        } else {
+            "unchanged"
+        }
+    );
+    commands_and_heartbeat(&server, &client)?;
+    reverse_commands(&server)?;
+    messages(&server, &client, &said)?;
+
+    // 7. The server drops the transport: the client reconnects by itself.
+    server.drop_transport(CLUSTER)?;
+    println!("{:<18}{}", "event", said.recv_timeout(WAIT)?);
+    println!("{:<18}{}", "event", said.recv_timeout(WAIT)?);
+    let reply = client.send_command("echo", Some(json!("after reconnect")))?;
+    println!("command echo      -> {}", reply.unwrap_or_default());
+
+    // 8. Disconnect: graceful, joins every thread.
+    client.disconnect();
+    println!("{:<18}{}", "event", said.recv_timeout(WAIT)?);
+    println!("done              every feature exercised once");
+    Ok(())
+}
+
+fn start_server() -> MockServer {
+    MockServer::builder()
         .cluster(CLUSTER, "initial-password")
         .enrollment_token("one-time-token")
         .rotate_password("rotated-password")
         .ping_interval(Duration::from_millis(500))
         .ping_timeout(Duration::from_millis(500))
-        .start();
-    println!("mock VOLT server   {}", server.url());
+        .start()
+}
 
-    // 2. The daemon: enrollment on, handlers, callbacks.
+/// The client, and what its callbacks said, in order.
+fn daemon(server: &MockServer) -> Result<(ClusterDaemonClient, mpsc::Receiver<String>)> {
     let mut options = client_options(&server, CLUSTER, "initial-password");
     options.credentials = DaemonCredentials::new(CLUSTER, "initial-password")
         .with_enrollment_token("one-time-token")
@@ -62,7 +99,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     client
         .on_password_rotated(|_| println!("password          rotated by enrollment (persist it!)"));
     client.on_error(|e| println!("on_error          {e}"));
+    handlers(&client);
+    Ok((client, said))
+}
 
+fn handlers(client: &ClusterDaemonClient) {
     client.register_handler_fn("list-files", |payload, ctx| {
         let dir = payload.get("dir").and_then(|d| d.as_str()).unwrap_or("/");
         println!(
@@ -80,19 +121,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         // 200 KiB: sent as several 64 KiB chunks.
         Ok(CommandResult::stream(Cursor::new(vec![b'x'; 200 * 1024])))
     });
+}
 
-    // 3. Connect: enrollment -> socket -> registration -> heartbeat.
-    client.connect()?;
-    println!("{:<18}{}", "event", said.recv_timeout(WAIT)?);
-    println!(
-        "enrolled          password now {}",
-        if client.daemon_password() == "rotated-password" {
-            "rotated"
-        } else {
-            "unchanged"
-        }
-    );
-
+fn commands_and_heartbeat(server: &MockServer, client: &ClusterDaemonClient) -> Result {
     // 4. A command, a rejected command, a heartbeat.
     let reply = client.send_command("echo", Some(json!({ "hello": "volt" })))?;
     println!("command echo      -> {}", reply.unwrap_or_default());
@@ -111,7 +142,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         daemon.heartbeats,
         daemon.last_heartbeat.clone().unwrap_or_default()
     );
+    Ok(())
+}
 
+fn reverse_commands(server: &MockServer) -> Result {
     // 5. Reverse commands: data, body, stream, and one with no handler.
     let r = server.try_dispatch(CLUSTER, "list-files", json!({ "dir": "/var/log" }))?;
     println!(
@@ -138,7 +172,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         r.status,
         r.error.map(|e| e.code)
     );
+    Ok(())
+}
 
+fn messages(
+    server: &MockServer,
+    client: &ClusterDaemonClient,
+    said: &mpsc::Receiver<String>,
+) -> Result {
     // 6. Messages both ways.
     client.emit(&serde_json::from_value::<TeamClusterDaemonMessage>(
         json!({
@@ -152,17 +193,5 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         json!({ "type": "session-input", "sessionId": "s1", "chunkBase64": "aGk=" }),
     )?;
     println!("{:<18}{}", "event", said.recv_timeout(WAIT)?);
-
-    // 7. The server drops the transport: the client reconnects by itself.
-    server.drop_transport(CLUSTER)?;
-    println!("{:<18}{}", "event", said.recv_timeout(WAIT)?);
-    println!("{:<18}{}", "event", said.recv_timeout(WAIT)?);
-    let reply = client.send_command("echo", Some(json!("after reconnect")))?;
-    println!("command echo      -> {}", reply.unwrap_or_default());
-
-    // 8. Disconnect: graceful, joins every thread.
-    client.disconnect();
-    println!("{:<18}{}", "event", said.recv_timeout(WAIT)?);
-    println!("done              every feature exercised once");
     Ok(())
 }
