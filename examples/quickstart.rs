@@ -67,7 +67,7 @@ fn start_server() -> MockServer {
 
 /// The client, and what its callbacks said, in order.
 fn daemon(server: &MockServer) -> Result<(ClusterDaemonClient, mpsc::Receiver<String>)> {
-    let mut options = client_options(&server, CLUSTER, "initial-password");
+    let mut options = client_options(server, CLUSTER, "initial-password");
     options.credentials = DaemonCredentials::new(CLUSTER, "initial-password")
         .with_enrollment_token("one-time-token")
         .with_installed_version("1.4.2");
