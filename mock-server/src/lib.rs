@@ -40,6 +40,7 @@ mod head;
 mod http;
 mod model;
 mod server;
+mod start_error;
 mod state;
 mod stream;
 mod timers;
@@ -53,5 +54,6 @@ pub use model::{
     epoch_ms, DaemonInfo, Direction, DispatchError, EnrollmentSettings, Faults, FrameRecord,
     RawFrame, RejectRegistration, Responder, ReverseReply, ServerEvent, Stats,
 };
-pub use server::{Server, StartError};
+pub use server::Server;
+pub use start_error::StartError;
 pub use volt_protocol::envelope::{CommandRequest, ErrorBody};

@@ -6,21 +6,7 @@ use std::thread::JoinHandle;
 use crate::config::ServerConfig;
 use crate::event_loop;
 use crate::handle::ServerHandle;
-
-/// Why the server could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum StartError {
-    /// Binding or setting up the listener failed.
-    #[error("cannot listen: {0}")]
-    Io(#[from] std::io::Error),
-    /// The TLS certificate or key could not be loaded.
-    #[error("bad TLS identity: {0}")]
-    Tls(#[from] native_tls::Error),
-    /// The certificate, key or client CA for client certificates
-    /// (`tls_client_ca_pem`) could not be loaded.
-    #[error("bad TLS setup for client certificates: {0}")]
-    ClientAuth(String),
-}
+use crate::start_error::StartError;
 
 /// A running mock server. Dropping it stops it (see [`Server::stop`]).
 /// It dereferences to its [`ServerHandle`], so every call of the in-process

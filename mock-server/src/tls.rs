@@ -12,7 +12,7 @@ use openssl::ssl::{SslAcceptor, SslMethod, SslStream, SslVerifyMode};
 use openssl::x509::{X509NameRef, X509};
 
 use crate::config::TlsConfig;
-use crate::server::StartError;
+use crate::start_error::StartError;
 
 /// Accepts TLS connections: plain server TLS, or TLS requiring a client
 /// certificate.
