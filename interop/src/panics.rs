@@ -15,12 +15,7 @@ pub fn watch_background_panics() {
     INSTALLED.call_once(|| {
         let default = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
-            let message = info
-                .payload()
-                .downcast_ref::<&str>()
-                .map(|s| (*s).to_owned())
-                .or_else(|| info.payload().downcast_ref::<String>().cloned())
-                .unwrap_or_default();
+            let message = volt_testkit::panic_message(info);
             let background = thread::current()
                 .name()
                 .is_some_and(|n| n.starts_with("volt-"));

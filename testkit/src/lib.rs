@@ -476,6 +476,21 @@ pub fn client_options(
 /// The seed [`client_options`] gives every test client.
 pub const TEST_RNG_SEED: u64 = 0x5eed_2026;
 
+/// The message a panic was raised with (`""` for a payload that is not a
+/// string), for panic hooks.
+///
+/// ```
+/// std::panic::set_hook(Box::new(|info| eprintln!("{}", volt_testkit::panic_message(info))));
+/// # let _ = std::panic::take_hook();
+/// ```
+pub fn panic_message(info: &std::panic::PanicHookInfo<'_>) -> String {
+    info.payload()
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| info.payload().downcast_ref::<String>().cloned())
+        .unwrap_or_default()
+}
+
 /// Makes any panic on any thread of this test process fail the test loudly,
 /// even on a thread whose panic would otherwise be caught or ignored (the
 /// client catches handler panics on purpose; those are excluded by giving
@@ -485,12 +500,7 @@ pub fn fail_on_unexpected_panics() {
     INSTALLED.call_once(|| {
         let default = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
-            let msg = info
-                .payload()
-                .downcast_ref::<&str>()
-                .map(|s| (*s).to_owned())
-                .or_else(|| info.payload().downcast_ref::<String>().cloned())
-                .unwrap_or_default();
+            let msg = panic_message(info);
             default(info);
             if !msg.contains("expected panic") {
                 UNEXPECTED_PANICS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
