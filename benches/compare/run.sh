@@ -5,6 +5,8 @@
 #   benches/compare/run.sh            # 3 rounds, 5 s per measurement
 #   ROUNDS=5 DURATION=10s benches/compare/run.sh
 #   SKIP_BUILD=1 ...                  # use the binaries already in target/release
+#   STATS_AB=1 ...                    # also ours without its counters (the cost of stats())
+#   STATS_AB=only ROUNDS=10 ...       # just that comparison: ours with and without
 #
 # Starts one out-of-process volt-mock-server, then for ROUNDS rounds
 # alternates `volt-bench --json` and node-bench.js (same workload) on:
@@ -24,6 +26,11 @@
 #   idle        `volt-bench --idle $IDLE` with an embedded server whose
 #               pingInterval is $IDLE_PING_MS ms ($OUT/idle.json)
 #   FLEET=1000 HEARTBEAT_MS=1000 FLEET_DURATION=10s IDLE=10s IDLE_PING_MS=5000
+# STATS_AB builds volt-bench a second time with `--cfg volt_stats_off`
+# (client/src/stats.rs: nothing counted, no clock read for the figures)
+# into target/stats-off, and runs it as `ours-stats-off` right beside
+# `ours` (the order alternating by round) on the throughput and unpinned
+# latency workloads; summarize.js then prints ours / ours-stats-off.
 set -euo pipefail
 
 ROUNDS=${ROUNDS:-3}
@@ -40,6 +47,7 @@ FLEET_DURATION=${FLEET_DURATION:-10s}
 IDLE=${IDLE:-10s}
 IDLE_PING_MS=${IDLE_PING_MS:-5000}
 SERVER_FLAGS=${SERVER_FLAGS:-}
+STATS_AB=${STATS_AB:-}
 CLUSTER=bench-cluster
 PASSWORD=bench-password
 
@@ -56,11 +64,19 @@ if [ -z "${SKIP_BUILD:-}" ]; then
   (cd "$ROOT" && cargo build --release -q -p volt-benches --bins -p volt-mock-server)
   # The rust_socketio peer is its own Cargo project (own workspace and
   # lockfile: its tokio never enters ours).
-  (cd "$HERE/rust-socketio" && cargo build --release -q --locked --target-dir "$ROOT/target/compare-rust-socketio")
+  if [ "$STATS_AB" != only ]; then
+    (cd "$HERE/rust-socketio" && cargo build --release -q --locked --target-dir "$ROOT/target/compare-rust-socketio")
+  fi
+  if [ -n "$STATS_AB" ]; then
+    echo "== building volt-bench without its counters (--cfg volt_stats_off)" >&2
+    (cd "$ROOT" && RUSTFLAGS="${RUSTFLAGS:-} --cfg volt_stats_off" \
+      cargo build --release -q -p volt-benches --bin volt-bench --target-dir "$ROOT/target/stats-off")
+  fi
 fi
+OFF_BIN=$ROOT/target/stats-off/release/volt-bench
 RSIO_BIN=$ROOT/target/compare-rust-socketio/release/rust-socketio-bench
 BIN=$ROOT/target/release
-if [ ! -d "$HERE/node_modules" ]; then
+if [ "$STATS_AB" != only ] && [ ! -d "$HERE/node_modules" ]; then
   echo "== npm ci" >&2
   (cd "$HERE" && npm ci --no-audit --no-fund >&2)
 fi
@@ -113,10 +129,25 @@ record() {
 ours() { # CLIENTS IN_FLIGHT DURATION [extra...]
   local c=$1 k=$2 d=$3
   shift 3
-  "$BIN/volt-bench" --url "$URL" --cluster "$CLUSTER" --password "$PASSWORD" \
+  "${BIN_OURS:-$BIN/volt-bench}" --url "$URL" --cluster "$CLUSTER" --password "$PASSWORD" \
     --clients "$c" --in-flight "$k" --duration "$d" --warmup "$WARMUP" \
     --payload-bytes "$PAYLOAD" --server-pid "$SERVER_PID" --json "$@"
 }
+# ours, then ours without counters, or the other way round in even rounds.
+ours_ab() { # WORKLOAD ROUND CLIENTS IN_FLIGHT DURATION
+  local w=$1 r=$2
+  shift 2
+  if [ -z "$STATS_AB" ]; then
+    record "$w" ours "$r" ours "$@"
+  elif [ $((r % 2)) = 1 ]; then
+    record "$w" ours "$r" ours "$@"
+    record "$w" ours-stats-off "$r" ours_off "$@"
+  else
+    record "$w" ours-stats-off "$r" ours_off "$@"
+    record "$w" ours "$r" ours "$@"
+  fi
+}
+ours_off() { BIN_OURS=$OFF_BIN ours "$@"; }
 rsio() { # CLIENTS IN_FLIGHT DURATION
   "$RSIO_BIN" --url "$URL" --cluster "$CLUSTER" --password "$PASSWORD" \
     --clients "$1" --in-flight "$2" --duration "$3" --warmup "$WARMUP" \
@@ -156,7 +187,13 @@ pin_servers() { # CPULIST
 for r in $(seq "$ROUNDS"); do
   echo "== round $r/$ROUNDS" >&2
   W="throughput ${CLIENTS}x${IN_FLIGHT}"
-  record "$W" ours "$r" ours "$CLIENTS" "$IN_FLIGHT" "$DURATION"
+  ours_ab "$W" "$r" "$CLIENTS" "$IN_FLIGHT" "$DURATION"
+  if [ "$STATS_AB" = only ]; then
+    for _ in $(seq "$LATENCY_SLICES"); do
+      ours_ab "latency 1x1 unpinned" "$r" 1 1 "$LATENCY_SLICE"
+    done
+    continue
+  fi
   record "$W" node "$r" theirs "$CLIENTS" "$IN_FLIGHT" "$DURATION"
   record "$W" rust_socketio "$r" rsio "$CLIENTS" "$IN_FLIGHT" "$DURATION"
 
@@ -164,7 +201,7 @@ for r in $(seq "$ROUNDS"); do
   # a fast and a slow state for seconds at a time, and a ratio is only
   # meaningful between runs made in the same state.
   for _ in $(seq "$LATENCY_SLICES"); do
-    record "latency 1x1 unpinned" ours "$r" ours 1 1 "$LATENCY_SLICE"
+    ours_ab "latency 1x1 unpinned" "$r" 1 1 "$LATENCY_SLICE"
     record "latency 1x1 unpinned" node "$r" theirs 1 1 "$LATENCY_SLICE"
     record "latency 1x1 unpinned" rust_socketio "$r" rsio 1 1 "$LATENCY_SLICE"
     record "latency 1x1 unpinned" tcp "$r" tcp "$LATENCY_SLICE"
@@ -190,6 +227,11 @@ for r in $(seq "$ROUNDS"); do
   record_interleaved "$r"
   pin_servers "0-$((NPROC - 1))"
 done
+if [ "$STATS_AB" = only ]; then
+  echo "== $(date -u +%Y-%m-%dT%H:%MZ), nproc $NPROC, $ROUNDS rounds of $DURATION, payload $PAYLOAD bytes, ours with and without counters" >&2
+  node "$HERE/summarize.js" "$RESULTS"
+  exit 0
+fi
 echo "== rss with 1000 in flight" >&2
 record "rss 1x1000" ours 1 ours 1 1000 2s
 record "rss 1x1000" node 1 theirs 1 1000 2s

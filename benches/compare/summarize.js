@@ -74,6 +74,19 @@ for (const [matches, key, peer, label] of checks) {
   }
 }
 process.stdout.write(byRound.join('\n') + '\n');
+
+// STATS_AB: the cost of the client's counters, ours / ours-stats-off,
+// from each round's pair (run back to back, in alternating order).
+const statsCost = ['', 'The cost of `stats()`: ours / ours built with `--cfg volt_stats_off` (nothing counted), each round\'s pair run back to back:', '', '| workload | metric | per round | median | overall medians, with / without |', '| --- | --- | --- | ---: | ---: |'];
+for (const w of workloads.filter((x) => rows.some((r) => r.workload === x && r.impl === 'ours-stats-off'))) {
+  for (const [label, key] of [['throughput', 'throughput'], ['client CPU per command', 'cpu_per_cmd_us'], ['p50', 'p50_us']]) {
+    const rs = perRound(w, key, 'ours-stats-off');
+    const a = get(w, 'ours', key);
+    const b = get(w, 'ours-stats-off', key);
+    statsCost.push(`| ${w} | ${label} | ${rs.map((x) => x.toFixed(3)).join(', ')} | ${median(rs).toFixed(3)}× | ${fmt(a, 2)} / ${fmt(b, 2)} |`);
+  }
+}
+if (statsCost.length > 5) process.stdout.write(statsCost.join('\n') + '\n');
 process.stdout.write([
   '',
   'rust_socketio peer: its sync client runs a current-thread tokio runtime per socket underneath (its CPU counts as the client\'s);',

@@ -112,8 +112,7 @@ impl Loop {
                 if deadline > now {
                     return true;
                 }
-                if self.link.remove(id) {
-                    self.link.stats.command_timed_out();
+                if self.link.expire(id) {
                     self.events
                         .error(timeout_error(HEARTBEAT_COMMAND, self.command_timeout));
                 }

@@ -21,7 +21,7 @@ use crate::protocol::envelope::{
     ScannedResponse,
 };
 use crate::slot::{Delivery, Reply, Slot};
-use crate::stats::Stats;
+use crate::stats::{Arrival, ClientStats, CommandTally, Stats};
 use crate::write_policy::{self, Writer};
 
 /// A command's text is encoded into this thread's buffer, then copied
@@ -68,6 +68,13 @@ impl Waiter {
     }
 }
 
+/// A command in the table: where its outcome goes, and when it was sent
+/// (the start of its round trip).
+struct Entry {
+    waiter: Waiter,
+    sent: Instant,
+}
+
 /// What a command needs of the live connection.
 struct LiveConn {
     outbox: Outbox,
@@ -79,14 +86,16 @@ struct LinkState {
     /// The live connection's way out; one `Arc` so that a command clones
     /// one reference count, not four.
     conn: Option<Arc<LiveConn>>,
-    pending: IdMap<u128, Waiter>,
+    pending: IdMap<u128, Entry>,
+    /// The command figures, counted under this lock (stats/tally.rs).
+    tally: CommandTally,
 }
 
 /// The shared link. Cheap operations only under its lock.
 #[derive(Default)]
 pub(crate) struct Link {
     state: Mutex<LinkState>,
-    /// The client's counters (stats.rs), on lines of their own.
+    /// The client's other counters (stats.rs), on lines of their own.
     pub(crate) stats: Arc<Stats>,
     /// How the I/O thread last went to sleep: the commands in flight it
     /// saw and whether its sleep was capped (tests wait on it).
@@ -143,22 +152,15 @@ impl PendingCommand {
         self.settled = true;
         let slot = self.slot();
         if let Some(outcome) = slot.take(Some(self.deadline)) {
-            let stats = &self.link.stats;
-            stats.round_trip(self.deadline, self.timeout, &outcome);
             return outcome;
         }
         // Whoever removes the entry decides the outcome, so there is exactly
         // one: the caller (timeout), or the I/O thread, which delivers at once.
-        if self.link.remove(self.id) {
-            self.link.stats.command_timed_out();
+        if self.link.expire(self.id) {
             Err(timeout_error(&slot.command(), self.timeout))
         } else {
-            let outcome = slot
-                .take(None)
-                .unwrap_or_else(|| Err(DaemonClientError::not_ready("connection lost")));
-            let stats = &self.link.stats;
-            stats.round_trip(self.deadline, self.timeout, &outcome);
-            outcome
+            slot.take(None)
+                .unwrap_or_else(|| Err(DaemonClientError::not_ready("connection lost")))
         }
     }
 
@@ -234,12 +236,14 @@ impl Link {
         let pending = {
             let mut s = self.state.lock();
             s.conn = None;
-            std::mem::take(&mut s.pending)
+            let pending = std::mem::take(&mut s.pending);
+            s.tally.not_ready(pending.len());
+            pending
         };
         self.stats.set_connected(false);
-        self.stats.commands_not_ready(pending.len());
-        for (id, waiter) in pending {
-            if let Some(slot) = waiter.deliver(id, Err(DaemonClientError::not_ready(why))) {
+        for (id, entry) in pending {
+            let failed = Err(DaemonClientError::not_ready(why));
+            if let Some(slot) = entry.waiter.deliver(id, failed) {
                 slot.wake();
             }
         }
@@ -265,27 +269,31 @@ impl Link {
         timeout: Duration,
         waiter: Waiter,
     ) -> Result<(u128, Instant), DaemonClientError> {
-        let deadline = Instant::now() + timeout;
+        let sent = Instant::now();
+        let deadline = sent + timeout;
         let id = uuid::Uuid::new_v4();
         let key = id.as_u128();
         let (conn, in_flight) = {
             let mut s = self.state.lock();
             let Some(conn) = s.conn.clone() else {
-                self.stats.commands_not_ready(1);
+                s.tally.not_ready(1);
                 return Err(DaemonClientError::not_ready(
                     "the client is not connected and registered",
                 ));
             };
-            s.pending.insert(key, waiter);
+            // Counted before it can be answered (a reply read inline).
+            s.tally.sent();
+            s.pending.insert(key, Entry { waiter, sent });
             (conn, s.pending.len())
         };
         // A reply that is there as soon as the command is written (a server
         // on the same core) is taken on this thread (connection/socket.rs).
+        let mut arrival = Arrival::default();
         let mut take_reply = |json: &str| {
             let Some(response) = scan_command_response(json) else {
                 return false;
             };
-            if let Some(slot) = self.complete_scanned(response) {
+            if let Some(slot) = self.complete_scanned(response, &mut arrival) {
                 slot.wake();
             }
             true
@@ -300,8 +308,6 @@ impl Link {
         if let Some(hook) = BEFORE_APPEND.with(Cell::take) {
             hook();
         }
-        // Counted before it can be answered (a reply read inline).
-        self.stats.command_sent();
         let mut id_text = uuid::Uuid::encode_buffer();
         let id_text = id.hyphenated().encode_lower(&mut id_text);
         let sent = with_encode_buffer(|text| {
@@ -315,8 +321,7 @@ impl Link {
         match sent {
             Ok(()) => Ok((key, deadline)),
             Err(e) => {
-                self.remove(key);
-                self.stats.send_failed(&e);
+                self.unsend(key, &e);
                 Err(match e {
                     OutboxError::TooLarge { size, max } => DaemonClientError::new(
                         DaemonClientErrorCode::PayloadTooLarge,
@@ -353,26 +358,76 @@ impl Link {
         self.state.lock().pending.remove(&id).is_some()
     }
 
+    /// Forgets a command whose deadline passed; true when it was still
+    /// pending, and then it counts as timed out.
+    pub(crate) fn expire(&self, id: u128) -> bool {
+        let mut s = self.state.lock();
+        let expired = s.pending.remove(&id).is_some();
+        if expired {
+            s.tally.timed_out();
+        }
+        expired
+    }
+
+    /// Forgets a command that could not be queued after all: not sent.
+    fn unsend(&self, id: u128, e: &OutboxError) {
+        let mut s = self.state.lock();
+        if s.pending.remove(&id).is_none() {
+            return; // failed with the lost connection meanwhile: counted there
+        }
+        s.tally.unsent();
+        match e {
+            OutboxError::Timeout => s.tally.timed_out(),
+            OutboxError::Closed => s.tally.not_ready(1),
+            OutboxError::TooLarge { .. } => {}
+        }
+    }
+
+    /// The client's figures: the command tally and the commands in flight
+    /// read together under the lock, the rest from `stats`.
+    pub(crate) fn snapshot(&self, handler_queue_depth: usize) -> ClientStats {
+        let (tally, in_flight) = {
+            let s = self.state.lock();
+            (s.tally.clone(), s.pending.len())
+        };
+        self.stats.snapshot(&tally, in_flight, handler_queue_depth)
+    }
+
     /// Routes a `command-response` to its waiter; a slot returned is to be
     /// woken ([`Slot::wake`]) once the socket is let go. Unknown ids (late
     /// or never sent) are dropped quietly.
     #[must_use = "a filled slot's waiter sleeps until woken"]
-    pub(crate) fn complete(&self, response: CommandResponse) -> Option<Arc<Slot>> {
+    pub(crate) fn complete(
+        &self,
+        response: CommandResponse,
+        arrival: &mut Arrival,
+    ) -> Option<Arc<Slot>> {
         let data = Reply::Value(response.data);
-        self.settle(&response.request_id, response.ok, data, response.error)
+        let (ok, error) = (response.ok, response.error);
+        self.settle(&response.request_id, ok, data, error, arrival)
     }
 
     /// Like [`complete`](Self::complete), for the hot path's borrowed reply.
     #[must_use = "a filled slot's waiter sleeps until woken"]
-    pub(crate) fn complete_raw(&self, response: CommandResponseRef<'_>) -> Option<Arc<Slot>> {
+    pub(crate) fn complete_raw(
+        &self,
+        response: CommandResponseRef<'_>,
+        arrival: &mut Arrival,
+    ) -> Option<Arc<Slot>> {
         let data = Reply::Raw(response.data.map(RawValue::get));
-        self.settle(&response.request_id, response.ok, data, response.error)
+        let (ok, error) = (response.ok, response.error);
+        self.settle(&response.request_id, ok, data, error, arrival)
     }
 
     /// Like [`complete`](Self::complete), for the scanned common shape.
     #[must_use = "a filled slot's waiter sleeps until woken"]
-    pub(crate) fn complete_scanned(&self, response: ScannedResponse<'_>) -> Option<Arc<Slot>> {
-        self.settle(response.request_id, true, Reply::Raw(response.data), None)
+    pub(crate) fn complete_scanned(
+        &self,
+        response: ScannedResponse<'_>,
+        arrival: &mut Arrival,
+    ) -> Option<Arc<Slot>> {
+        let data = Reply::Raw(response.data);
+        self.settle(response.request_id, true, data, None, arrival)
     }
 
     fn settle(
@@ -381,21 +436,23 @@ impl Link {
         ok: bool,
         data: Reply<'_>,
         error: Option<ErrorBody>,
+        arrival: &mut Arrival,
     ) -> Option<Arc<Slot>> {
         let Ok(id) = uuid::Uuid::parse_str(request_id) else {
             log::debug!("command-response for a request id that is not a UUID: dropped");
             return None;
         };
         let key = id.as_u128();
+        let at = arrival.at();
         let (waiter, still_pending) = {
             let mut s = self.state.lock();
-            let Some(waiter) = s.pending.remove(&key) else {
+            let Some(entry) = s.pending.remove(&key) else {
                 log::debug!("command-response for unknown request {id}: dropped");
                 return None;
             };
-            (waiter, s.pending.len())
+            s.tally.answered(ok, entry.sent, at);
+            (entry.waiter, s.pending.len())
         };
-        self.stats.command_answered(ok);
         let outcome = if ok {
             Ok(data)
         } else {
@@ -482,7 +539,11 @@ mod tests {
         let fake: Vec<u128> = (1..=2 * write_policy::LAZY_FLUSH_MIN_IN_FLIGHT as u128).collect();
         for id in &fake {
             let waiter = Waiter::Channel(tx.clone());
-            link.state.lock().pending.insert(*id, waiter);
+            let entry = Entry {
+                waiter,
+                sent: Instant::now(),
+            };
+            link.state.lock().pending.insert(*id, entry);
         }
         let many = fake.len();
         // The I/O thread takes a turn and sees them: it polls with the cap.

@@ -1,31 +1,44 @@
-//! The client's figures as they are counted: relaxed atomics, each group
-//! on cache lines of its own, bumped by one-line hooks where things happen
-//! (`pending.rs`, the connection's reader and writer, the outbox, the
-//! handler pool, the event sink). [`ClientStats`] is the public snapshot.
+//! The client's figures as they are counted. [`ClientStats`] is the
+//! public snapshot.
 //!
-//! What a command costs here: one add when it is sent, one when its reply
-//! is routed, one for its frame out and one for its frame in, and, when its
-//! caller waits for it, one clock read and one add into the latency
-//! histogram. The start of the round trip is not read from the clock: it
-//! is the command's deadline minus its timeout, both taken when it was
-//! sent. No lock, no allocation.
+//! Where each figure is counted decides what it costs, so each is counted
+//! where its path already pays for a lock or owns a cache line:
+//! - commands (sent, answered, timed out, not ready) and their round trips
+//!   in plain integers under the link's lock, which every command takes
+//!   to enter and leave the table in flight (`tally.rs`);
+//! - frames and bytes on the wire by whoever reads or writes the socket:
+//!   the client's `volt-conn` thread in a group of counters only it
+//!   writes, with a plain load and store, callers that write or read the
+//!   socket themselves in a shared group, with an atomic add;
+//! - frames queued in the outbox travel with its bytes and are counted by
+//!   whoever writes them, once per write;
+//! - the rare events (messages, reverse commands, reconnections, dropped
+//!   events) with an atomic add.
 //!
-//! Callers write the caller group, the I/O thread (or a caller holding the
-//! socket) the wire group; the rarely written ones share a third group. The
-//! padding keeps them off each other's lines and off the link's lock.
+//! So a command on the loaded path costs no atomic instruction for its
+//! figures, and its round trip one clock read per read of the socket (not
+//! per answer). The start of the round trip is the clock read that gives
+//! the command its deadline.
 
 mod histogram;
 mod snapshot;
+mod tally;
 
+use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
-use histogram::Histogram;
 pub use snapshot::{ClientStats, LatencyStats, ReverseCommandStats};
+pub(crate) use tally::{Arrival, CommandTally};
 
-use crate::connection::OutboxError;
-use crate::error::{DaemonClientError, DaemonClientErrorCode};
 use crate::protocol::envelope::VoltEvent;
+
+/// False only in builds made with `RUSTFLAGS="--cfg volt_stats_off"`,
+/// where nothing is counted and no clock is read for the figures: the
+/// baseline that `STATS_AB=1 benches/compare/run.sh` measures the counters
+/// against in the same run. Not a feature: no user build should go without
+/// figures.
+const COUNTING: bool = !cfg!(volt_stats_off);
 
 /// Keeps what it holds on cache lines of its own (128 bytes: adjacent-line
 /// prefetching pairs 64-byte lines on x86).
@@ -33,29 +46,18 @@ use crate::protocol::envelope::VoltEvent;
 #[repr(align(128))]
 struct Padded<T>(T);
 
-/// Written by the threads that send commands and messages.
+/// Frames and bytes through the socket.
 #[derive(Default)]
-struct CallerSide {
-    commands_sent: AtomicU64,
-    frames_out: AtomicU64,
-}
-
-/// Written by whoever reads the socket (the I/O thread, or a caller that
-/// reads its own reply) and whoever writes it.
-#[derive(Default)]
-struct WireSide {
-    commands_ok: AtomicU64,
-    commands_rejected: AtomicU64,
+struct WireCounts {
     frames_in: AtomicU64,
     bytes_in: AtomicU64,
+    frames_out: AtomicU64,
     bytes_out: AtomicU64,
 }
 
-/// Rarely written.
+/// Rarely written, by any thread.
 #[derive(Default)]
 struct Cold {
-    commands_timed_out: AtomicU64,
-    commands_not_ready: AtomicU64,
     /// 2xx, 4xx, 5xx, anything else.
     reverse: [AtomicU64; 4],
     messages_in: AtomicU64,
@@ -67,23 +69,30 @@ struct Cold {
     connected_at: AtomicU64,
 }
 
-/// The counters of one client, for its whole life.
+thread_local! {
+    /// The [`Stats`] (its address) whose I/O thread this thread is; 0 for
+    /// every other thread.
+    static IO_THREAD_OF: Cell<usize> = const { Cell::new(0) };
+}
+
+/// The counters of one client, for its whole life, but for the command
+/// tally, which lives under the link's lock.
 pub(crate) struct Stats {
     epoch: Instant,
-    caller: Padded<CallerSide>,
-    wire: Padded<WireSide>,
+    /// Written by the client's `volt-conn` thread alone.
+    io: Padded<WireCounts>,
+    /// Written by any other thread that reads or writes the socket.
+    shared: Padded<WireCounts>,
     cold: Padded<Cold>,
-    latency: Padded<Histogram>,
 }
 
 impl Default for Stats {
     fn default() -> Self {
         Stats {
             epoch: Instant::now(),
-            caller: Padded::default(),
-            wire: Padded::default(),
+            io: Padded::default(),
+            shared: Padded::default(),
             cold: Padded::default(),
-            latency: Padded::default(),
         }
     }
 }
@@ -97,75 +106,42 @@ pub(crate) fn reply_status(event: &VoltEvent) -> Option<u16> {
 }
 
 fn add(counter: &AtomicU64, n: u64) {
-    counter.fetch_add(n, Relaxed);
+    if COUNTING {
+        counter.fetch_add(n, Relaxed);
+    }
 }
 
-/// Saturating, in u64 arithmetic (no u128 on the command path).
-fn nanos(d: Duration) -> u64 {
-    let secs = d.as_secs().saturating_mul(1_000_000_000);
-    secs.saturating_add(u64::from(d.subsec_nanos()))
+fn sub(counter: &AtomicU64, n: u64) {
+    if COUNTING {
+        counter.fetch_sub(n, Relaxed);
+    }
 }
 
 impl Stats {
-    /// A command was handed to the outbox.
-    pub(crate) fn command_sent(&self) {
-        add(&self.caller.0.commands_sent, 1);
+    fn address(&self) -> usize {
+        std::ptr::from_ref(self) as usize
     }
 
-    /// A command could not be queued after all: it was not sent.
-    pub(crate) fn send_failed(&self, e: &OutboxError) {
-        self.caller.0.commands_sent.fetch_sub(1, Relaxed);
-        match e {
-            OutboxError::Timeout => self.command_timed_out(),
-            OutboxError::Closed => self.commands_not_ready(1),
-            OutboxError::TooLarge { .. } => {}
-        }
+    /// Called on the client's `volt-conn` thread when it starts: from then
+    /// on its wire counts go to the group only it writes. There is one
+    /// such thread per client at a time (a new `connect()` joins the old
+    /// one first), and the `Stats` outlives it (the thread holds it).
+    pub(crate) fn count_io_on_this_thread(&self) {
+        IO_THREAD_OF.with(|t| t.set(self.address()));
     }
 
-    /// A `command-response` was routed to its waiter.
-    pub(crate) fn command_answered(&self, ok: bool) {
-        let wire = &self.wire.0;
-        add(
-            if ok {
-                &wire.commands_ok
-            } else {
-                &wire.commands_rejected
-            },
-            1,
-        );
-    }
-
-    /// A command got no reply in time (or could not be queued in time).
-    pub(crate) fn command_timed_out(&self) {
-        add(&self.cold.0.commands_timed_out, 1);
-    }
-
-    /// `n` commands failed with `SOCKET_NOT_READY`: refused at once, or
-    /// in flight when the connection was lost.
-    pub(crate) fn commands_not_ready(&self, n: usize) {
-        add(&self.cold.0.commands_not_ready, n as u64);
-    }
-
-    /// A waited command's outcome arrived: its round trip goes into the
-    /// histogram when it was answered (a reply or a rejection). `sent` is
-    /// the command's deadline minus its timeout, the instant it was sent.
-    pub(crate) fn round_trip(
-        &self,
-        deadline: Instant,
-        timeout: Duration,
-        outcome: &Result<Option<serde_json::Value>, DaemonClientError>,
-    ) {
-        let answered = match outcome {
-            Ok(_) => true,
-            Err(e) => e.code() == DaemonClientErrorCode::CommandRejected,
-        };
-        if !answered {
+    fn wire(&self, counter: fn(&WireCounts) -> &AtomicU64, n: usize) {
+        if !COUNTING {
             return;
         }
-        // now - (deadline - timeout), with one clock read and one subtraction
-        // of instants.
-        let left = deadline.saturating_duration_since(Instant::now());
-        self.latency.0.record(nanos(timeout.saturating_sub(left)));
+        let n = n as u64;
+        if IO_THREAD_OF.with(Cell::get) == self.address() {
+            // This group's only writer: no locked instruction is needed.
+            let c = counter(&self.io.0);
+            c.store(c.load(Relaxed).wrapping_add(n), Relaxed);
+        } else {
+            counter(&self.shared.0).fetch_add(n, Relaxed);
+        }
     }
 
     /// A reply to a reverse command is being queued with `status` (`by`
@@ -179,7 +155,7 @@ impl Stats {
         };
         let counter = &self.cold.0.reverse[class];
         if by < 0 {
-            counter.fetch_sub(by.unsigned_abs(), Relaxed);
+            sub(counter, by.unsigned_abs());
         } else {
             add(counter, by.unsigned_abs());
         }
@@ -194,19 +170,19 @@ impl Stats {
     }
 
     pub(crate) fn frames_out(&self, n: usize) {
-        add(&self.caller.0.frames_out, n as u64);
+        self.wire(|w| &w.frames_out, n);
     }
 
-    pub(crate) fn frame_in(&self) {
-        add(&self.wire.0.frames_in, 1);
+    pub(crate) fn frames_in(&self, n: usize) {
+        self.wire(|w| &w.frames_in, n);
     }
 
     pub(crate) fn bytes_in(&self, n: usize) {
-        add(&self.wire.0.bytes_in, n as u64);
+        self.wire(|w| &w.bytes_in, n);
     }
 
     pub(crate) fn bytes_out(&self, n: usize) {
-        add(&self.wire.0.bytes_out, n as u64);
+        self.wire(|w| &w.bytes_out, n);
     }
 
     /// An event for the callbacks was dropped (queue full).
@@ -225,31 +201,38 @@ impl Stats {
     /// The link became ready (now) or stopped being ready.
     pub(crate) fn set_connected(&self, connected: bool) {
         let at = if connected {
-            nanos(self.epoch.elapsed()).saturating_add(1)
+            tally::nanos(self.epoch.elapsed()).saturating_add(1)
         } else {
             0
         };
         self.cold.0.connected_at.store(at, Relaxed);
     }
 
-    /// The snapshot; `in_flight` and `handler_queue_depth` are the caller's
-    /// to read (the link's table, the handler pool's queue).
-    pub(crate) fn snapshot(&self, in_flight: usize, handler_queue_depth: usize) -> ClientStats {
-        let (caller, wire, cold) = (&self.caller.0, &self.wire.0, &self.cold.0);
+    /// The snapshot, with the command tally, the commands in flight and
+    /// the handler queue's depth as their owners read them (the link's
+    /// table, the handler pool's queue).
+    pub(crate) fn snapshot(
+        &self,
+        tally: &CommandTally,
+        in_flight: usize,
+        handler_queue_depth: usize,
+    ) -> ClientStats {
+        let cold = &self.cold.0;
         let get = |c: &AtomicU64| c.load(Relaxed);
+        let wire = |c: fn(&WireCounts) -> &AtomicU64| get(c(&self.io.0)) + get(c(&self.shared.0));
         let connected_at = get(&cold.connected_at);
         let uptime = (connected_at > 0).then(|| {
             let since = Duration::from_nanos(connected_at - 1);
             self.epoch.elapsed().saturating_sub(since)
         });
-        let latency = self.latency.0.snapshot();
+        let latency = &tally.latency;
         let dur = Duration::from_nanos;
         ClientStats {
-            commands_sent: get(&caller.commands_sent),
-            commands_ok: get(&wire.commands_ok),
-            commands_rejected: get(&wire.commands_rejected),
-            commands_timed_out: get(&cold.commands_timed_out),
-            commands_not_ready: get(&cold.commands_not_ready),
+            commands_sent: tally.sent,
+            commands_ok: tally.ok,
+            commands_rejected: tally.rejected,
+            commands_timed_out: tally.timed_out,
+            commands_not_ready: tally.not_ready,
             commands_in_flight: in_flight,
             reverse_commands: ReverseCommandStats {
                 status_2xx: get(&cold.reverse[0]),
@@ -259,10 +242,10 @@ impl Stats {
             },
             messages_in: get(&cold.messages_in),
             messages_out: get(&cold.messages_out),
-            bytes_in: get(&wire.bytes_in),
-            bytes_out: get(&wire.bytes_out),
-            frames_in: get(&wire.frames_in),
-            frames_out: get(&caller.frames_out),
+            bytes_in: wire(|w| &w.bytes_in),
+            bytes_out: wire(|w| &w.bytes_out),
+            frames_in: wire(|w| &w.frames_in),
+            frames_out: wire(|w| &w.frames_out),
             reconnections: get(&cold.reconnections),
             handler_queue_depth,
             events_dropped: get(&cold.events_dropped),
@@ -283,27 +266,66 @@ impl Stats {
 mod tests {
     use super::*;
 
+    fn snapshot(s: &Stats) -> ClientStats {
+        s.snapshot(&CommandTally::default(), 0, 0)
+    }
+
     #[test]
     fn the_counter_groups_sit_on_separate_cache_lines() {
         let s = Stats::default();
         let addr = |p: *const u8| p as usize;
-        let caller = addr(std::ptr::from_ref(&s.caller).cast());
-        let wire = addr(std::ptr::from_ref(&s.wire).cast());
+        let io = addr(std::ptr::from_ref(&s.io).cast());
+        let shared = addr(std::ptr::from_ref(&s.shared).cast());
         let cold = addr(std::ptr::from_ref(&s.cold).cast());
-        for (a, b) in [(caller, wire), (wire, cold), (caller, cold)] {
+        for (a, b) in [(io, shared), (shared, cold), (io, cold)] {
             assert!(a.abs_diff(b) >= 128, "{a:#x} and {b:#x} share a line pair");
             assert_eq!(a % 128, 0);
         }
     }
 
     #[test]
+    fn wire_counts_from_the_io_thread_and_from_callers_add_up() {
+        let s = std::sync::Arc::new(Stats::default());
+        let io = {
+            let s = s.clone();
+            std::thread::spawn(move || {
+                s.count_io_on_this_thread();
+                (0..10_000).for_each(|_| s.frames_in(1));
+            })
+        };
+        let callers: Vec<_> = (0..3)
+            .map(|_| {
+                let s = s.clone();
+                std::thread::spawn(move || (0..10_000).for_each(|_| s.frames_in(1)))
+            })
+            .collect();
+        io.join().unwrap();
+        callers.into_iter().for_each(|t| t.join().unwrap());
+        assert_eq!(s.io.0.frames_in.load(Relaxed), 10_000);
+        assert_eq!(snapshot(&s).frames_in, 40_000);
+    }
+
+    #[test]
+    fn the_io_thread_of_one_client_counts_another_clients_wire_as_a_caller() {
+        let (a, b) = (Stats::default(), Stats::default());
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                a.count_io_on_this_thread();
+                b.bytes_out(7);
+            });
+        });
+        assert_eq!(b.shared.0.bytes_out.load(Relaxed), 7);
+        assert_eq!(b.io.0.bytes_out.load(Relaxed), 0);
+    }
+
+    #[test]
     fn uptime_is_none_until_connected_and_after_disconnecting() {
         let s = Stats::default();
-        assert_eq!(s.snapshot(0, 0).uptime, None);
+        assert_eq!(snapshot(&s).uptime, None);
         s.set_connected(true);
-        assert!(s.snapshot(0, 0).uptime.is_some());
+        assert!(snapshot(&s).uptime.is_some());
         s.set_connected(false);
-        assert_eq!(s.snapshot(0, 0).uptime, None);
+        assert_eq!(snapshot(&s).uptime, None);
     }
 
     #[test]
@@ -314,7 +336,7 @@ mod tests {
         }
         s.reverse_replied(200, 1);
         s.reverse_replied(200, -1); // not sent after all
-        let r = s.snapshot(0, 0).reverse_commands;
+        let r = snapshot(&s).reverse_commands;
         assert_eq!(
             (r.status_2xx, r.status_4xx, r.status_5xx, r.other),
             (2, 1, 2, 1)
@@ -322,20 +344,18 @@ mod tests {
     }
 
     #[test]
-    fn only_answered_commands_enter_the_latency_histogram() {
-        let s = Stats::default();
-        let timeout = Duration::from_secs(30);
-        let deadline = Instant::now() + timeout;
-        s.round_trip(deadline, timeout, &Ok(None));
-        let rejected = DaemonClientError::new(DaemonClientErrorCode::CommandRejected, "no");
-        s.round_trip(deadline, timeout, &Err(rejected));
-        s.round_trip(
-            deadline,
-            timeout,
-            &Err(DaemonClientError::not_ready("lost")),
+    fn the_snapshot_takes_the_command_figures_from_the_tally() {
+        let mut t = CommandTally::default();
+        let sent = Instant::now();
+        t.sent();
+        t.answered(true, sent, Some(sent + Duration::from_micros(25)));
+        let stats = Stats::default().snapshot(&t, 3, 2);
+        assert_eq!((stats.commands_sent, stats.commands_ok), (1, 1));
+        assert_eq!(
+            (stats.commands_in_flight, stats.handler_queue_depth),
+            (3, 2)
         );
-        let l = s.snapshot(0, 0).latency;
-        assert_eq!(l.count, 2);
-        assert!(l.max < timeout && l.p50 <= l.max);
+        assert_eq!(stats.latency.count, 1);
+        assert!(stats.latency.max >= Duration::from_micros(25));
     }
 }

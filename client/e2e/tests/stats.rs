@@ -271,3 +271,79 @@ fn a_reverse_command_refused_while_draining_counts_as_5xx() {
     let r = client.stats().reverse_commands;
     assert_eq!((r.status_2xx, r.status_5xx), (1, 1));
 }
+
+#[test]
+fn an_answer_enters_the_histogram_when_it_is_read_not_when_its_caller_waits() {
+    fail_on_unexpected_panics();
+    let server = MockServer::start();
+    let client = connected(&server);
+    let before = client.stats();
+    let pending = client.start_command("echo", Some(json!(1))).unwrap();
+    // Nobody waits yet: the answer is counted as it comes off the socket.
+    assert!(wait_until(WAIT, || client.stats().commands_ok
+        == before.commands_ok + 1));
+    let s = client.stats();
+    assert_eq!(s.latency.count, before.latency.count + 1);
+    assert!(s.latency.max > Duration::ZERO && s.latency.max < WAIT);
+    assert_eq!(pending.wait().unwrap(), Some(json!(1)));
+    assert_eq!(
+        client.stats().latency.count,
+        s.latency.count,
+        "waiting adds nothing"
+    );
+    disconnect(&client);
+}
+
+/// Four threads send 2,000 commands each, now one at a time (the caller
+/// writes and reads the socket itself), now 32 in flight (`volt-conn`
+/// writes and reads): the figures counted on the caller threads and on
+/// `volt-conn` add up, exactly, to what the server saw.
+#[test]
+fn figures_counted_by_callers_and_by_the_io_thread_add_up_exactly_under_load() {
+    fail_on_unexpected_panics();
+    let server = MockServer::builder().history_limit(1_000_000).start();
+    let client = connected(&server);
+    let inbound = || {
+        server
+            .all_frames()
+            .iter()
+            .filter(|f| f.dir == volt_testkit::Direction::In)
+            .count() as u64
+    };
+    assert!(wait_until(WAIT, || client.stats().frames_out == inbound()));
+    let before = client.stats();
+    std::thread::scope(|scope| {
+        for t in 0..4u64 {
+            let client = &client;
+            scope.spawn(move || {
+                for round in 0..40u64 {
+                    let window = if (round + t) % 2 == 0 { 1 } else { 32 };
+                    for _ in 0..50 / window {
+                        let pending: Vec<_> = (0..window)
+                            .map(|i| client.start_command("echo", Some(json!(i))).unwrap())
+                            .collect();
+                        pending.into_iter().for_each(|p| drop(p.wait().unwrap()));
+                    }
+                }
+            });
+        }
+    });
+    let after = client.stats();
+    let sent = after.commands_sent - before.commands_sent;
+    assert!(sent >= 4 * 40 * 32, "{sent}");
+    assert_eq!(after.commands_ok - before.commands_ok, sent, "{after:?}");
+    assert_eq!(
+        after.latency.count,
+        after.commands_ok + after.commands_rejected
+    );
+    assert_eq!(after.commands_in_flight, 0);
+    // Every frame the server read was counted once on the way out.
+    assert!(
+        wait_until(WAIT, || client.stats().frames_out == inbound()),
+        "client {} frames out, server {} in",
+        client.stats().frames_out,
+        inbound()
+    );
+    assert!(after.frames_in - before.frames_in >= sent);
+    disconnect(&client);
+}

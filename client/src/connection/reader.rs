@@ -33,13 +33,14 @@ impl Io {
             let flow = match reader.next_message() {
                 Ok(Some(message)) => {
                     handled += 1;
-                    self.link.stats.frame_in();
+                    self.link.stats.frames_in(1);
                     self.on_message(message, decoder)
                 }
                 Ok(None) => match reader.fill(stream) {
                     Ok(0) => Flow::End(End::Lost("transport close")),
                     Ok(n) => {
                         self.link.stats.bytes_in(n);
+                        self.arrival.read_again();
                         continue;
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
@@ -99,11 +100,13 @@ impl Io {
             .filter(|_| self.state.is_serving())
         {
             if let Some(response) = scan_command_response(json) {
-                self.to_wake.extend(self.link.complete_scanned(response));
+                let slot = self.link.complete_scanned(response, &mut self.arrival);
+                self.to_wake.extend(slot);
                 return Flow::Continue;
             }
             if let Some(response) = decode_command_response(json) {
-                self.to_wake.extend(self.link.complete_raw(response));
+                let slot = self.link.complete_raw(response, &mut self.arrival);
+                self.to_wake.extend(slot);
                 return Flow::Continue;
             }
             match decode_event_array(json) {
@@ -155,7 +158,10 @@ impl Io {
             }
             Action::Settled => return Flow::Settled,
             Action::End(end) => return Flow::End(end),
-            Action::Complete(r) => self.to_wake.extend(self.link.complete(r)),
+            Action::Complete(r) => {
+                let slot = self.link.complete(r, &mut self.arrival);
+                self.to_wake.extend(slot);
+            }
             Action::Dispatch(command) => {
                 let job = Job {
                     command,

@@ -18,6 +18,7 @@ use crate::pending::Link;
 use crate::protocol::envelope::Outgoing;
 use crate::reverse_channel::JobSender;
 use crate::slot::Slot;
+use crate::stats::Arrival;
 use crate::write_policy;
 
 /// Frames read, or outbox items written, per loop turn before the thread
@@ -64,6 +65,9 @@ pub(crate) struct Io {
     pub(crate) jobs: JobSender,
     pub(crate) outbox: Outbox,
     pub(crate) link: Arc<Link>,
+    /// When the bytes being read came off the socket: where the round
+    /// trips of the answers among them end.
+    pub(crate) arrival: Arrival,
     /// Phase, namespace and the ids seen: what inbound packets mean.
     pub(crate) state: State,
 }

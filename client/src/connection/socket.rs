@@ -211,7 +211,7 @@ impl SharedSocket {
                     .is_some_and(&mut on_json)
             }) {
                 took = true;
-                self.stats.frame_in();
+                self.stats.frames_in(1);
             }
         }
         if let Some(hits) = &mut wire.inline {

@@ -22,6 +22,7 @@ use crate::events::{ClientEvent, EventSink};
 use crate::heartbeat::Heartbeat;
 use crate::protocol::{Decoder, Limits};
 use crate::reverse_channel::JobSender;
+use crate::stats::Arrival;
 use crate::worker::Worker;
 use crate::Shared;
 
@@ -94,6 +95,7 @@ struct Supervisor {
 impl Supervisor {
     fn run(mut self) {
         let shared = self.ctx.shared.clone();
+        shared.link.stats.count_io_on_this_thread();
         let socket = &shared.options.socket;
         let urls: Vec<&str> = std::iter::once(shared.options.control_socket_url.as_str())
             .chain(socket.fallback_urls.iter().map(String::as_str))
@@ -275,6 +277,7 @@ impl Supervisor {
             jobs: self.ctx.jobs.clone(),
             outbox: outbox.clone(),
             link: shared.link.clone(),
+            arrival: Arrival::default(),
             state: State::new(&opts.socket.namespace, deadline),
         };
         let result = self.register_and_serve(&mut io, &mut out_rx, outbox, url);

@@ -121,6 +121,9 @@ pub(crate) enum OutboxError {
 #[derive(Default)]
 struct Staged {
     bytes: Vec<u8>,
+    /// How many frames `bytes` holds: counted by whoever writes them, once
+    /// per write, so that appending a command costs no atomic add.
+    frames: usize,
     closed: bool,
     /// The I/O thread found nothing here and went to sleep without the
     /// short cap (until a socket event or the next ping). Read and set
@@ -235,7 +238,7 @@ impl Outbox {
                 self.queue.room.wait_until(&mut staged, deadline);
             }
             frames.append_to(&mut staged.bytes);
-            self.socket.stats.frames_out(1 + frames.attachments.len());
+            staged.frames += 1 + frames.attachments.len();
             if matches!(flush, Flush::Lazy) && std::mem::take(&mut staged.io_asleep_uncapped) {
                 // It chose Lazy on a count the I/O thread has drained since.
                 drop(staged);
@@ -285,7 +288,9 @@ impl Outbox {
                 // Someone else wrote ours with theirs.
                 Ok(())
             } else {
-                self.socket.stats.bytes_out(staged.bytes.len());
+                let stats = &self.socket.stats;
+                stats.bytes_out(staged.bytes.len());
+                stats.frames_out(std::mem::take(&mut staged.frames));
                 let written = wire.stream.write(&staged.bytes).map(drop);
                 staged.bytes.clear();
                 written
@@ -330,20 +335,23 @@ impl OutboxReceiver {
     }
 
     /// Moves everything waiting into `stream` (which takes it all, writing
-    /// what the socket accepts now); returns how many bytes. Later sends
-    /// wake the thread again.
-    pub(crate) fn drain_into(&mut self, stream: &mut Stream) -> std::io::Result<usize> {
+    /// what the socket accepts now); returns how many bytes and frames.
+    /// Later sends wake the thread again.
+    pub(crate) fn drain_into(&mut self, stream: &mut Stream) -> std::io::Result<(usize, usize)> {
         self.queue.armed.store(false, Ordering::SeqCst);
-        {
+        let frames = {
             let mut staged = self.queue.staged.lock();
             staged.io_asleep_uncapped = false;
             if staged.bytes.is_empty() {
-                return Ok(0);
+                return Ok((0, 0));
             }
             std::mem::swap(&mut staged.bytes, &mut self.spare);
-        }
+            std::mem::take(&mut staged.frames)
+        };
         self.queue.room.notify_all();
-        let written = stream.write(&self.spare).map(|_| self.spare.len());
+        let written = stream
+            .write(&self.spare)
+            .map(|_| (self.spare.len(), frames));
         self.spare.clear();
         if self.spare.capacity() > KEEP_CAPACITY {
             self.spare = Vec::new();
@@ -427,8 +435,9 @@ impl Io {
             written.map_err(lost)?;
         }
         if let Some(rx) = out_rx.filter(|_| !self.socket.is_blocked()) {
-            let drained = rx.drain_into(&mut wire.stream).map_err(lost)?;
-            self.socket.stats.bytes_out(drained);
+            let (bytes, frames) = rx.drain_into(&mut wire.stream).map_err(lost)?;
+            self.socket.stats.bytes_out(bytes);
+            self.socket.stats.frames_out(frames);
         }
         self.socket.flush(wire).map_err(lost)
     }

@@ -1,13 +1,12 @@
-//! A fixed-size, lock-free latency histogram: log-linear buckets of
-//! `AtomicU64`, recorded with one relaxed add (and a load for the maximum).
+//! A fixed-size latency histogram: log-linear buckets of plain counters,
+//! kept under the lock of whoever owns it (the link's, see `tally.rs`):
+//! recording is an index computation and an add, no atomic instruction.
 //! Nothing is allocated per value.
 //!
 //! Values are nanoseconds. Below 16 every value has its own bucket; above,
 //! each power of two is cut into 16 equal buckets, so a quantile read back
 //! is at most 1/16 (6.25 %) above the true value, and never below it.
 //! Values from 2^36 ns (about 69 s) up share the last bucket.
-
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 /// Linear buckets per power of two (as a shift: 16).
 const SUB_BITS: u32 = 4;
@@ -17,17 +16,19 @@ const MAX_EXP: u32 = 36;
 /// Buckets in all: the linear ones below `SUB`, then `SUB` per power of two.
 pub(crate) const BUCKETS: usize = (SUB + (MAX_EXP - SUB_BITS) as u64 * SUB) as usize;
 
-/// The histogram; `Default` is empty.
+/// The histogram; `Default` is empty. A copy (`Clone`) is a snapshot
+/// whose quantiles agree with each other.
+#[derive(Clone)]
 pub(crate) struct Histogram {
-    buckets: [AtomicU64; BUCKETS],
-    max: AtomicU64,
+    counts: [u64; BUCKETS],
+    max: u64,
 }
 
 impl Default for Histogram {
     fn default() -> Self {
         Histogram {
-            buckets: std::array::from_fn(|_| AtomicU64::new(0)),
-            max: AtomicU64::new(0),
+            counts: [0; BUCKETS],
+            max: 0,
         }
     }
 }
@@ -58,31 +59,12 @@ fn upper_bound(i: usize) -> u64 {
 }
 
 impl Histogram {
-    /// Records one value: one relaxed add, plus a load (and rarely a
-    /// `fetch_max`) for the maximum.
-    pub(crate) fn record(&self, value: u64) {
-        self.buckets[index(value)].fetch_add(1, Relaxed);
-        if value > self.max.load(Relaxed) {
-            self.max.fetch_max(value, Relaxed);
-        }
+    /// Records one value.
+    pub(crate) fn record(&mut self, value: u64) {
+        self.counts[index(value)] += 1;
+        self.max = self.max.max(value);
     }
 
-    /// A copy of the counts, for quantiles that agree with each other.
-    pub(crate) fn snapshot(&self) -> Snapshot {
-        Snapshot {
-            counts: std::array::from_fn(|i| self.buckets[i].load(Relaxed)),
-            max: self.max.load(Relaxed),
-        }
-    }
-}
-
-/// The counts at one moment.
-pub(crate) struct Snapshot {
-    counts: [u64; BUCKETS],
-    max: u64,
-}
-
-impl Snapshot {
     /// How many values were recorded.
     pub(crate) fn count(&self) -> u64 {
         self.counts.iter().sum()
@@ -139,17 +121,16 @@ mod tests {
 
     #[test]
     fn an_empty_histogram_reports_zeros() {
-        let s = Histogram::default().snapshot();
+        let s = Histogram::default();
         assert_eq!((s.count(), s.max(), s.quantile(0.5)), (0, 0, 0));
     }
 
     #[test]
     fn small_values_are_exact() {
-        let h = Histogram::default();
+        let mut s = Histogram::default();
         for v in 1..=10 {
-            h.record(v);
+            s.record(v);
         }
-        let s = h.snapshot();
         assert_eq!(s.count(), 10);
         assert_eq!(s.quantile(0.5), 5);
         assert_eq!(s.quantile(0.9), 9);
@@ -160,11 +141,10 @@ mod tests {
 
     #[test]
     fn quantiles_of_one_to_a_million_are_within_a_sixteenth_above_the_truth() {
-        let h = Histogram::default();
+        let mut s = Histogram::default();
         for v in 1..=1_000_000u64 {
-            h.record(v * 1000);
+            s.record(v * 1000);
         }
-        let s = h.snapshot();
         for (q, truth) in [
             (0.5, 500_000_000u64),
             (0.9, 900_000_000),
@@ -184,13 +164,12 @@ mod tests {
     #[test]
     fn quantiles_of_seeded_random_latencies_match_the_sorted_values_within_the_bound() {
         let mut rng = rand::rngs::StdRng::seed_from_u64(15);
-        let h = Histogram::default();
+        let mut s = Histogram::default();
         let mut values: Vec<u64> = (0..50_000)
             .map(|_| rng.random_range(1_000..50_000_000u64))
             .collect();
-        values.iter().for_each(|&v| h.record(v));
+        values.iter().for_each(|&v| s.record(v));
         values.sort_unstable();
-        let s = h.snapshot();
         for q in [0.5, 0.9, 0.99, 0.999] {
             let rank = (q * values.len() as f64).ceil() as usize;
             let truth = values[rank - 1];
@@ -205,25 +184,9 @@ mod tests {
 
     #[test]
     fn values_past_the_range_share_the_last_bucket_and_keep_the_exact_max() {
-        let h = Histogram::default();
-        h.record(u64::MAX / 2);
-        let s = h.snapshot();
+        let mut s = Histogram::default();
+        s.record(u64::MAX / 2);
         assert_eq!(s.quantile(0.5), u64::MAX / 2);
         assert_eq!(s.max(), u64::MAX / 2);
-    }
-
-    #[test]
-    fn concurrent_records_are_all_counted() {
-        let h = std::sync::Arc::new(Histogram::default());
-        let threads: Vec<_> = (0..4u64)
-            .map(|t| {
-                let h = h.clone();
-                std::thread::spawn(move || (0..10_000u64).for_each(|v| h.record(v + t)))
-            })
-            .collect();
-        threads.into_iter().for_each(|t| t.join().unwrap());
-        let s = h.snapshot();
-        assert_eq!(s.count(), 40_000);
-        assert_eq!(s.max(), 10_002);
     }
 }

@@ -67,7 +67,10 @@ pub struct ClientStats {
     pub handler_queue_depth: usize,
     /// Events for the callbacks dropped because their queue was full.
     pub events_dropped: u64,
-    /// Round trips of the commands whose callers waited for an answer.
+    /// Round trips of the answered commands (`commands_ok` and
+    /// `commands_rejected`, heartbeats included): from sending the command
+    /// to reading its `command-response` off the socket, before its caller
+    /// is woken, so the caller's own scheduling is not in it.
     pub latency: LatencyStats,
     /// How long the current connection has been registered; `None` when
     /// not ready. Serialized as `uptime_ms`.
@@ -98,7 +101,8 @@ pub struct ReverseCommandStats {
     pub other: u64,
 }
 
-/// Command round-trip latency, from a fixed-size log-linear histogram:
+/// Command round-trip latency (sending to reading the answer), from a
+/// fixed-size log-linear histogram:
 /// each quantile is at most 1/16 above the true value, never below it;
 /// `max` is exact. Serialized in whole microseconds (`p50_us`, ...).
 ///
