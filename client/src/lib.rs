@@ -46,6 +46,7 @@ mod connection;
 mod connection_state;
 mod credentials;
 mod drain;
+mod endpoint;
 mod enrollment;
 mod error;
 mod events;

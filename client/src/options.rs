@@ -8,8 +8,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::connection::Target;
-use crate::enrollment;
+use crate::endpoint::{self, Target};
 use crate::error::{DaemonClientError, DaemonClientErrorCode};
 use crate::proxy::ProxyOptions;
 
@@ -549,9 +548,9 @@ impl ClusterDaemonClientOptions {
         if self.credentials.team_cluster_id.is_empty() {
             return Err(socket("team_cluster_id is empty"));
         }
-        Target::parse(&self.control_socket_url, &self.socket).map_err(|e| socket(&e))?;
+        Target::parse(&self.control_socket_url, &self.socket.path).map_err(|e| socket(&e))?;
         for url in &self.socket.fallback_urls {
-            Target::parse(url, &self.socket)
+            Target::parse(url, &self.socket.path)
                 .map_err(|e| socket(&format!("socket.fallback_urls: {e}")))?;
         }
         let s = &self.socket;
@@ -580,7 +579,7 @@ impl ClusterDaemonClientOptions {
                 ));
             }
             if e.enabled != Some(false) {
-                enrollment::resolve_url(&self.server_url, &e.url)
+                endpoint::resolve_url(&self.server_url, &e.url)
                     .map_err(|m| config_error(EnrollmentFailed, m))?;
                 if let Some(p) = &e.proxy {
                     p.validate().map_err(|m| {
