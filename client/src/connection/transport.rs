@@ -15,9 +15,10 @@ use tungstenite::protocol::WebSocketConfig;
 use super::head::HeadGather;
 use crate::endpoint::Target;
 use crate::error::DaemonClientError;
-use crate::options::{SocketOptions, TlsOptions};
+use crate::options::SocketOptions;
 use crate::protocol::engine::{EnginePacket, Handshake};
 use crate::protocol::websocket::{FrameReader, Message};
+use crate::tls::TlsOptions;
 
 /// Bytes read from the socket per read call.
 const READ_BUFFER: usize = 16 * 1024;
