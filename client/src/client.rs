@@ -412,8 +412,10 @@ impl Shared {
         let spawn_failed = |e: std::io::Error| {
             DaemonClientError::connection(format!("spawning a thread failed: {e}"))
         };
+        let stats = self.link.stats.clone();
+        let dropped = Arc::new(move || stats.event_dropped());
         let (sink, events) =
-            events::spawn(self.callbacks.clone(), self.link.stats.clone()).map_err(spawn_failed)?;
+            events::spawn(self.callbacks.clone(), dropped).map_err(spawn_failed)?;
         let pool = HandlerPool::spawn(
             self.options.handlers.threads,
             self.options.handlers.queue_capacity,
@@ -460,11 +462,13 @@ impl Shared {
     fn try_connect(self: &Arc<Self>, after: &mut AfterConnect) -> Result<(), DaemonClientError> {
         let generation = self.generation.load(Ordering::Acquire);
         self.ensure_runtime()?;
-        self.enroll_once(after)?;
+        self.enroll_once(&mut after.rotated)?;
         let (first_tx, first_rx) = crossbeam_channel::bounded(1);
         self.spawn_conn(generation, Some(first_tx), false)?;
         // The connection thread always answers: it is bounded by connect_timeout.
-        first_rx.recv().unwrap_or_else(|_| Err(interrupted()))
+        first_rx
+            .recv()
+            .unwrap_or_else(|_| Err(DaemonClientError::connect_interrupted()))
     }
 
     /// Starts `volt-conn` for the span of `generation` (unless it ended):
@@ -477,10 +481,10 @@ impl Shared {
     ) -> Result<(), DaemonClientError> {
         let mut rt = self.runtime.lock();
         let Some(runtime) = rt.as_mut() else {
-            return Err(interrupted());
+            return Err(DaemonClientError::connect_interrupted());
         };
         if self.generation.load(Ordering::Acquire) != generation {
-            return Err(interrupted());
+            return Err(DaemonClientError::connect_interrupted());
         }
         let stop = Arc::new(AtomicBool::new(false));
         let (reactor, waker) = connection::reactor(stop.clone()).map_err(|e| {
@@ -559,9 +563,9 @@ impl Shared {
 /// What connect() does once it let go of its lock: anything that runs user
 /// code or joins a thread that does.
 #[derive(Default)]
-pub(crate) struct AfterConnect {
+struct AfterConnect {
     /// A rotated password no event thread was there to report.
-    pub(crate) rotated: Option<String>,
+    rotated: Option<String>,
     /// The threads of a failed attempt.
     teardown: Option<Runtime>,
 }
@@ -577,8 +581,4 @@ impl AfterConnect {
                 .dispatch(&ClientEvent::PasswordRotated(new_password, None));
         }
     }
-}
-
-pub(crate) fn interrupted() -> DaemonClientError {
-    DaemonClientError::connection("connect() interrupted by disconnect()")
 }

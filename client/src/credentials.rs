@@ -5,7 +5,6 @@
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::Ordering;
 
-use crate::client::{interrupted, AfterConnect};
 use crate::connection_state::ConnectionState;
 use crate::enrollment;
 use crate::error::DaemonClientError;
@@ -16,7 +15,12 @@ impl Shared {
     /// Enrolls on the first connect() that has a token. Runs on the caller's
     /// thread; a disconnect() meanwhile fails this connect() once the request
     /// returns, but a password the server rotated is kept (the token is spent).
-    pub(crate) fn enroll_once(&self, after: &mut AfterConnect) -> Result<(), DaemonClientError> {
+    /// A rotated password no event thread was there to report is left in
+    /// `unreported`, for the caller to report once it let its lock go.
+    pub(crate) fn enroll_once(
+        &self,
+        unreported: &mut Option<String>,
+    ) -> Result<(), DaemonClientError> {
         if !self.enrollment_due() {
             return Ok(());
         }
@@ -31,11 +35,11 @@ impl Shared {
                 Some(sink) => self.report_rotation(&sink, new_password),
                 // Disconnected meanwhile: the daemon must still learn it,
                 // on this thread once connect() let its lock go.
-                None => after.rotated = Some(new_password),
+                None => *unreported = Some(new_password),
             }
         }
         if self.generation.load(Ordering::Acquire) != generation {
-            return Err(interrupted());
+            return Err(DaemonClientError::connect_interrupted());
         }
         Ok(())
     }

@@ -3,6 +3,7 @@
 
 use serde_json::{json, Value};
 
+use crate::endpoint::resolve_url;
 use crate::error::{DaemonClientError, DaemonClientErrorCode};
 use crate::http;
 use crate::options::{ClusterDaemonClientOptions, EnrollmentOptions};
@@ -17,16 +18,6 @@ pub(crate) fn wanted(options: &ClusterDaemonClientOptions) -> Option<(&Enrollmen
     }
     let token = options.credentials.enrollment_token.as_deref()?;
     Some((e, token))
-}
-
-/// Resolves the enrollment URL against `server_url` (RFC 3986).
-pub(crate) fn resolve_url(server_url: &str, reference: &str) -> Result<url::Url, String> {
-    if let Ok(abs) = url::Url::parse(reference) {
-        return Ok(abs);
-    }
-    let base = url::Url::parse(server_url).map_err(|e| format!("server_url is not a URL: {e}"))?;
-    base.join(reference)
-        .map_err(|e| format!("enrollment URL {reference:?} does not resolve: {e}"))
 }
 
 fn failed(message: impl Into<String>) -> DaemonClientError {

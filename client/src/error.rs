@@ -142,6 +142,13 @@ impl DaemonClientError {
             why.to_string(),
         )
     }
+
+    /// A connect() that a disconnect() ended: both the handle and
+    /// enrollment report it, so it lives with the other errors rather than
+    /// with either of them.
+    pub(crate) fn connect_interrupted() -> Self {
+        Self::connection("connect() interrupted by disconnect()")
+    }
 }
 
 impl fmt::Display for DaemonClientError {

@@ -46,6 +46,7 @@ mod connection;
 mod connection_state;
 mod credentials;
 mod drain;
+mod endpoint;
 mod enrollment;
 mod error;
 mod events;
@@ -71,13 +72,13 @@ pub use drain::DrainReport;
 pub use error::{DaemonClientError, DaemonClientErrorCode};
 pub use heartbeat::HEARTBEAT_COMMAND;
 pub use options::{
-    ClientIdentity, ClusterDaemonClientOptions, DaemonCredentials, EnrollmentOptions,
-    HandlerPoolOptions, HeartbeatOptions, PasswordProvider, PayloadFactory, SocketOptions,
-    TlsOptions,
+    ClusterDaemonClientOptions, DaemonCredentials, EnrollmentOptions, HandlerPoolOptions,
+    HeartbeatOptions, PasswordProvider, PayloadFactory, SocketOptions,
 };
 pub use pending::PendingCommand;
 pub use proxy::{ProxyCredentials, ProxyOptions};
 pub use stats::{ClientStats, LatencyStats, ReverseCommandStats};
+pub use tls::{ClientIdentity, TlsOptions};
 pub use volt_protocol::message::{TeamClusterDaemonMessage, TunnelStatus};
 // The codec lives in its own crate; inside the client it reads as a module.
 pub use reverse_channel::{CommandContext, CommandResult, HandlerError, ReverseChannelHandler};

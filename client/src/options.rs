@@ -8,10 +8,10 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::connection::Target;
-use crate::enrollment;
+use crate::endpoint::{self, Target};
 use crate::error::{DaemonClientError, DaemonClientErrorCode};
 use crate::proxy::ProxyOptions;
+use crate::tls::TlsOptions;
 
 /// `with_*` builders that set one field each.
 macro_rules! builders {
@@ -231,110 +231,6 @@ impl fmt::Debug for HeartbeatOptions {
     }
 }
 
-/// TLS settings for `wss://` and `https://`, the same on both TLS backends
-/// (the `native-tls` feature, the default, or `rustls`). Verification is
-/// always on unless `danger_accept_invalid_certs` says otherwise. `Debug`
-/// shows no private key.
-///
-/// ```
-/// use volt_daemon_client::TlsOptions;
-/// let tls = TlsOptions::default()
-///     .with_root_certificate_pem(b"-----BEGIN CERTIFICATE-----...".to_vec())
-///     .with_client_identity(
-///         b"-----BEGIN CERTIFICATE-----...".to_vec(),
-///         b"-----BEGIN PRIVATE KEY-----...".to_vec(),
-///     );
-/// assert_eq!(tls.root_certificates_pem.len(), 1);
-/// assert!(!tls.danger_accept_invalid_certs);
-/// assert!(!format!("{tls:?}").contains("PRIVATE KEY"));
-/// ```
-#[derive(Debug, Clone, Default)]
-#[non_exhaustive]
-pub struct TlsOptions {
-    /// Extra trusted roots, PEM, added to the backend's roots (for the
-    /// socket and for enrollment alike): the system's with `native-tls`,
-    /// the webpki-roots bundle with `rustls`.
-    pub root_certificates_pem: Vec<Vec<u8>>,
-    /// The certificate the client presents when the server asks for one
-    /// (mutual TLS), on the socket and at enrollment alike.
-    pub client_identity: Option<ClientIdentity>,
-    /// Accept any certificate and host name. Only for tests.
-    pub danger_accept_invalid_certs: bool,
-}
-
-impl TlsOptions {
-    /// Adds a trusted root certificate (PEM).
-    pub fn with_root_certificate_pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
-        self.root_certificates_pem.push(pem.into());
-        self
-    }
-
-    /// Presents this client certificate (mutual TLS): `cert_pem` is the
-    /// certificate chain, leaf first, and `key_pem` its private key, PKCS #8
-    /// (`-----BEGIN PRIVATE KEY-----`). Checked when connecting.
-    pub fn with_client_identity(
-        mut self,
-        cert_pem: impl Into<Vec<u8>>,
-        key_pem: impl Into<Vec<u8>>,
-    ) -> Self {
-        self.client_identity = Some(ClientIdentity {
-            cert_pem: cert_pem.into(),
-            key_pem: key_pem.into(),
-        });
-        self
-    }
-
-    builders! {
-        /// Accept any certificate and host name. Only for tests.
-        with_danger_accept_invalid_certs: danger_accept_invalid_certs: bool;
-    }
-}
-
-/// A client certificate and its private key, PEM (see
-/// [`TlsOptions::with_client_identity`]). `Debug` never shows the key, and
-/// the key's memory is zeroed when the identity is dropped.
-///
-/// ```
-/// use volt_daemon_client::TlsOptions;
-/// let tls = TlsOptions::default().with_client_identity(b"CERT".to_vec(), b"KEY-s3cret".to_vec());
-/// let id = tls.client_identity.as_ref().unwrap();
-/// assert_eq!(id.cert_pem(), b"CERT");
-/// assert!(!format!("{id:?}").contains("s3cret"));
-/// ```
-#[derive(Clone)]
-pub struct ClientIdentity {
-    cert_pem: Vec<u8>,
-    key_pem: Vec<u8>,
-}
-
-impl ClientIdentity {
-    /// The certificate chain, PEM.
-    pub fn cert_pem(&self) -> &[u8] {
-        &self.cert_pem
-    }
-
-    /// The private key, PKCS #8 PEM (for the TLS backend only).
-    pub(crate) fn key_pem(&self) -> &[u8] {
-        &self.key_pem
-    }
-}
-
-impl fmt::Debug for ClientIdentity {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ClientIdentity")
-            .field("cert_pem", &format_args!("{} bytes", self.cert_pem.len()))
-            .field("key_pem", &"<redacted>")
-            .finish()
-    }
-}
-
-impl Drop for ClientIdentity {
-    fn drop(&mut self) {
-        self.key_pem.fill(0);
-        std::hint::black_box(&self.key_pem);
-    }
-}
-
 /// The control socket: reconnection, namespace, limits, TLS.
 ///
 /// ```
@@ -549,9 +445,9 @@ impl ClusterDaemonClientOptions {
         if self.credentials.team_cluster_id.is_empty() {
             return Err(socket("team_cluster_id is empty"));
         }
-        Target::parse(&self.control_socket_url, &self.socket).map_err(|e| socket(&e))?;
+        Target::parse(&self.control_socket_url, &self.socket.path).map_err(|e| socket(&e))?;
         for url in &self.socket.fallback_urls {
-            Target::parse(url, &self.socket)
+            Target::parse(url, &self.socket.path)
                 .map_err(|e| socket(&format!("socket.fallback_urls: {e}")))?;
         }
         let s = &self.socket;
@@ -580,7 +476,7 @@ impl ClusterDaemonClientOptions {
                 ));
             }
             if e.enabled != Some(false) {
-                enrollment::resolve_url(&self.server_url, &e.url)
+                endpoint::resolve_url(&self.server_url, &e.url)
                     .map_err(|m| config_error(EnrollmentFailed, m))?;
                 if let Some(p) = &e.proxy {
                     p.validate().map_err(|m| {

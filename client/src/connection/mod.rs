@@ -20,5 +20,4 @@ mod transport;
 mod writer;
 
 pub(crate) use supervisor::{reactor, spawn, ConnContext};
-pub(crate) use transport::Target;
 pub(crate) use writer::{Flush, Frames, Outbox, OutboxError};

@@ -13,10 +13,11 @@ use super::failover::Failover;
 use super::session::{Io, Registration};
 use super::socket::SharedSocket;
 use super::state::{End, State};
-use super::transport::{self, Reactor, Target, WAKER};
+use super::transport::{self, Reactor, WAKER};
 use super::writer::{outbox, Outbox, OutboxReceiver};
 use crate::backoff::Backoff;
 use crate::connection_state::ConnectionState;
+use crate::endpoint::Target;
 use crate::error::{DaemonClientError, DaemonClientErrorCode};
 use crate::events::{ClientEvent, EventSink};
 use crate::heartbeat::Heartbeat;
@@ -243,7 +244,8 @@ impl Supervisor {
     fn session(&mut self, url: &str) -> Result<(End, bool), DaemonClientError> {
         let shared = self.ctx.shared.clone();
         let opts = &shared.options;
-        let target = Target::parse(url, &opts.socket).map_err(DaemonClientError::connection)?;
+        let target =
+            Target::parse(url, &opts.socket.path).map_err(DaemonClientError::connection)?;
         let deadline = Instant::now() + opts.socket.connect_timeout;
         let opened = transport::open(&mut self.reactor, &target, &opts.socket, deadline)?;
         self.set_state(ConnectionState::Registering, "transport open");

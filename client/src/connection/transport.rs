@@ -13,10 +13,12 @@ use tungstenite::handshake::HandshakeError;
 use tungstenite::protocol::WebSocketConfig;
 
 use super::head::HeadGather;
+use crate::endpoint::Target;
 use crate::error::DaemonClientError;
-use crate::options::{SocketOptions, TlsOptions};
+use crate::options::SocketOptions;
 use crate::protocol::engine::{EnginePacket, Handshake};
 use crate::protocol::websocket::{FrameReader, Message};
+use crate::tls::TlsOptions;
 
 /// Bytes read from the socket per read call.
 const READ_BUFFER: usize = 16 * 1024;
@@ -235,56 +237,6 @@ impl Reactor {
             return Err(Interrupted::Stopped);
         }
         Ok(())
-    }
-}
-
-/// Where the socket goes, derived from `control_socket_url` and the options.
-#[derive(Debug, Clone)]
-pub(crate) struct Target {
-    pub(crate) host: String,
-    pub(crate) port: u16,
-    pub(crate) tls: bool,
-    pub(crate) url: String,
-}
-
-impl Target {
-    /// Maps `http`/`https` to `ws`/`wss` and appends the Engine.IO query.
-    pub(crate) fn parse(control_socket_url: &str, socket: &SocketOptions) -> Result<Self, String> {
-        let url = url::Url::parse(control_socket_url)
-            .map_err(|e| format!("control_socket_url {control_socket_url:?} is not a URL: {e}"))?;
-        let tls = match url.scheme() {
-            "ws" | "http" => false,
-            "wss" | "https" => true,
-            other => {
-                return Err(format!(
-                    "control_socket_url scheme {other:?} is not ws, wss, http or https"
-                ))
-            }
-        };
-        let host = url
-            .host_str()
-            .ok_or_else(|| "control_socket_url has no host".to_owned())?
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .to_owned();
-        let port = url.port().unwrap_or(if tls { 443 } else { 80 });
-        let path = if socket.path.starts_with('/') {
-            socket.path.clone()
-        } else {
-            format!("/{}", socket.path)
-        };
-        let scheme = if tls { "wss" } else { "ws" };
-        let host_part = if host.contains(':') {
-            format!("[{host}]")
-        } else {
-            host.clone()
-        };
-        Ok(Target {
-            url: format!("{scheme}://{host_part}:{port}{path}?EIO=4&transport=websocket"),
-            host,
-            port,
-            tls,
-        })
     }
 }
 

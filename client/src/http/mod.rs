@@ -20,8 +20,8 @@ use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
-use crate::options::TlsOptions;
 use crate::proxy::ProxyOptions;
+use crate::tls::TlsOptions;
 
 mod response;
 

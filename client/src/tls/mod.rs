@@ -23,6 +23,7 @@ compile_error!(
 
 #[cfg(feature = "native-tls")]
 mod native;
+mod options;
 #[cfg(feature = "native-tls")]
 use native as backend;
 
@@ -33,7 +34,7 @@ use self::rustls as backend;
 
 use std::io::{self, Read, Write};
 
-use crate::options::TlsOptions;
+pub use options::{ClientIdentity, TlsOptions};
 
 /// The backend this build uses, for logs and error messages.
 pub(crate) const BACKEND: &str = backend::NAME;

@@ -4,7 +4,7 @@
 use std::io::{Read, Write};
 
 use super::Handshake;
-use crate::options::TlsOptions;
+use super::TlsOptions;
 
 pub(super) const NAME: &str = "native-tls";
 

@@ -14,7 +14,7 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
 
 use super::Handshake;
-use crate::options::{ClientIdentity, TlsOptions};
+use super::{ClientIdentity, TlsOptions};
 
 pub(super) const NAME: &str = "rustls";
 
