@@ -9,7 +9,6 @@ use mio::Waker;
 use parking_lot::{Mutex, RwLock};
 use serde_json::Value;
 
-use crate::connection::OutboxError;
 use crate::connection::{self, ConnContext};
 use crate::connection_state::{ConnectionState, StateCell};
 use crate::drain::{draining_error, DrainGate};
@@ -21,6 +20,7 @@ use crate::protocol::envelope::VoltEvent;
 use crate::protocol::message::TeamClusterDaemonMessage;
 use crate::reverse_channel::{HandlerPool, Handlers};
 use crate::stats::ClientStats;
+use crate::wire::OutboxError;
 use crate::worker::Worker;
 
 /// State shared by the handle and the client's threads.

@@ -60,7 +60,7 @@ mod reverse_channel;
 mod slot;
 mod stats;
 mod tls;
-
+mod wire;
 mod worker;
 mod write_policy;
 

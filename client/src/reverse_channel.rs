@@ -13,7 +13,6 @@ use crossbeam_channel::{Receiver, Sender, TrySendError};
 use parking_lot::RwLock;
 use serde_json::{Map, Value};
 
-use crate::connection::{Outbox, OutboxError};
 use crate::drain::DrainGate;
 use crate::error::{DaemonClientError, DaemonClientErrorCode};
 use crate::events::EventSink;
@@ -21,6 +20,7 @@ use crate::protocol::envelope::{
     ErrorBody, ReplyBody, ReverseCommand, ReverseResponse, ReverseStream, ReverseStreamEnd,
     VoltEvent,
 };
+use crate::wire::{Outbox, OutboxError};
 
 /// What a handler returns when it fails.
 pub type HandlerError = Box<dyn std::error::Error + Send + Sync>;
