@@ -10,7 +10,7 @@ use crossbeam_channel::{Receiver, Sender, TrySendError};
 use parking_lot::{Condvar, Mutex};
 
 use crate::error::DaemonClientError;
-use crate::reverse_channel::{error_reply, Job};
+use crate::job::{error_reply, Job};
 use crate::worker::Worker;
 use crate::ClusterDaemonClient;
 

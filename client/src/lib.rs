@@ -52,6 +52,7 @@ mod error;
 mod events;
 mod heartbeat;
 mod http;
+mod job;
 mod lifecycle;
 mod options;
 mod pending;

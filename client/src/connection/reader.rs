@@ -10,12 +10,12 @@ use super::session::{Flow, Io, BATCH};
 use super::state::{Action, End};
 use crate::error::DaemonClientError;
 use crate::events::ClientEvent;
+use crate::job::Job;
 use crate::protocol::envelope::{
     decode_command_response, decode_event_array, scan_command_response, Outgoing,
 };
 use crate::protocol::websocket::{self, append_pong, FrameError};
 use crate::protocol::{DecodeError, Decoder, Incoming};
-use crate::reverse_channel::Job;
 use crate::wire::socket::Wire;
 
 impl Io {
