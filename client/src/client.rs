@@ -1,16 +1,16 @@
 //! `ClusterDaemonClient`: the public handle, its lifecycle (connect,
-//! disconnect, drop) and the calls that go through the link.
+//! disconnect, drain, drop) and the calls that go through the link.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use parking_lot::{Mutex, RwLock};
 use serde_json::Value;
 
 use crate::connection::{self, ConnContext};
 use crate::connection_state::{ConnectionState, StateCell};
-use crate::drain::draining_error;
+use crate::drain::{draining_error, refuse_all, DrainReport};
 use crate::error::{DaemonClientError, DaemonClientErrorCode};
 use crate::events::{Callbacks, ClientEvent};
 use crate::options::ClusterDaemonClientOptions;
@@ -21,6 +21,11 @@ use crate::reverse_channel::Handlers;
 use crate::shared::{ConnThread, Runtime, Shared};
 use crate::stats::ClientStats;
 use crate::wire::OutboxError;
+use crate::worker::Worker;
+
+/// How often the wait for commands in flight looks again (they have no
+/// signal of their own to wait on).
+const LOOK_AGAIN: Duration = Duration::from_millis(2);
 
 struct Inner {
     shared: Arc<Shared>,
@@ -361,6 +366,69 @@ impl ClusterDaemonClient {
     /// Commands awaiting a reply (diagnostics).
     pub fn pending_commands(&self) -> usize {
         self.shared().link.pending_count()
+    }
+}
+
+impl ClusterDaemonClient {
+    /// Leaves cleanly: from now on commands and emits fail at once
+    /// (`SOCKET_NOT_READY`, "draining") and reverse commands are answered
+    /// 503 `DRAINING`; reverse commands (streams included) and commands
+    /// already in flight get until `timeout` to finish; then it disconnects
+    /// as [`disconnect`](Self::disconnect) does (which, like it, waits for
+    /// handlers still running). Heartbeats go on meanwhile. The client can
+    /// `connect()` again afterwards.
+    ///
+    /// ```no_run
+    /// # use volt_daemon_client::*;
+    /// # let client = ClusterDaemonClient::new(ClusterDaemonClientOptions::new(
+    /// #     "http://127.0.0.1:8080", "ws://127.0.0.1:8080", DaemonCredentials::new("cluster-1", "pw"),
+    /// # )).unwrap();
+    /// client.connect()?;
+    /// // ... on SIGTERM:
+    /// let report = client.drain(std::time::Duration::from_secs(10));
+    /// if !report.is_clean() {
+    ///     eprintln!("cut off: {report:?}");
+    /// }
+    /// # Ok::<(), DaemonClientError>(())
+    /// ```
+    pub fn drain(&self, timeout: Duration) -> DrainReport {
+        let started = Instant::now();
+        let deadline = started.checked_add(timeout);
+        let shared = self.shared();
+        let gate = &shared.drain;
+        let rx = gate.begin();
+        let reply_timeout = shared.options.command_timeout;
+        let refuser = Worker::spawn("volt-drain", move || refuse_all(&rx, reply_timeout))
+            .map_err(|e| log::error!("spawning volt-drain failed: {e}: refusals become 503 BUSY"))
+            .ok();
+        let handlers = gate.in_flight();
+        let commands = shared.link.pending_count();
+        log::info!("draining: {handlers} reverse commands and {commands} commands in flight");
+        let (handlers_left, commands_left) = loop {
+            let now = Instant::now();
+            let step = deadline.map_or(now + LOOK_AGAIN, |d| d.min(now + LOOK_AGAIN));
+            let handlers_left = gate.wait_idle(step);
+            let commands_left = shared.link.pending_count();
+            let over = deadline.is_some_and(|d| Instant::now() >= d);
+            if over || (handlers_left == 0 && commands_left == 0) {
+                break (handlers_left, commands_left);
+            }
+        };
+        self.disconnect();
+        let refused = gate.end();
+        if let Some(refuser) = refuser {
+            refuser.join();
+        }
+        let report = DrainReport {
+            handlers_finished: handlers.saturating_sub(handlers_left),
+            handlers_cut_off: handlers_left.min(handlers),
+            commands_finished: commands.saturating_sub(commands_left),
+            commands_cut_off: commands_left.min(commands),
+            reverse_commands_refused: refused,
+            elapsed: started.elapsed(),
+        };
+        log::info!("drained: {report:?}");
+        report
     }
 }
 
