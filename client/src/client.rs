@@ -1,69 +1,31 @@
 //! `ClusterDaemonClient`: the public handle, its lifecycle (connect,
-//! disconnect, drop) and the calls that go through the link.
+//! disconnect, drain, drop) and the calls that go through the link.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use mio::Waker;
 use parking_lot::{Mutex, RwLock};
 use serde_json::Value;
 
-use crate::connection::OutboxError;
 use crate::connection::{self, ConnContext};
 use crate::connection_state::{ConnectionState, StateCell};
-use crate::drain::{draining_error, DrainGate};
+use crate::drain::{draining_error, refuse_all, DrainReport};
 use crate::error::{DaemonClientError, DaemonClientErrorCode};
-use crate::events::{self, Callbacks, ClientEvent, EventSink, EventThread};
+use crate::events::{Callbacks, ClientEvent};
 use crate::options::ClusterDaemonClientOptions;
 use crate::pending::{Link, PendingCommand};
 use crate::protocol::envelope::VoltEvent;
 use crate::protocol::message::TeamClusterDaemonMessage;
-use crate::reverse_channel::{HandlerPool, Handlers};
+use crate::reverse_channel::Handlers;
+use crate::shared::{ConnThread, Runtime, Shared};
 use crate::stats::ClientStats;
+use crate::wire::OutboxError;
 use crate::worker::Worker;
 
-/// State shared by the handle and the client's threads.
-pub(crate) struct Shared {
-    pub(crate) options: ClusterDaemonClientOptions,
-    pub(crate) password: RwLock<String>,
-    pub(crate) enrolled: AtomicBool,
-    pub(crate) link: Arc<Link>,
-    pub(crate) handlers: Arc<Handlers>,
-    pub(crate) callbacks: Arc<Callbacks>,
-    pub(crate) runtime: Mutex<Option<Runtime>>,
-    pub(crate) connecting: Mutex<()>,
-    pub(crate) generation: AtomicU64,
-    /// Where the connection is, and who waits for it (`wait_ready`).
-    pub(crate) state: StateCell,
-    /// Dropped once `on_password_rotated` ran for the last rotation: the
-    /// next registration waits for it before asking a password provider.
-    pub(crate) rotation_ack: Mutex<Option<crossbeam_channel::Receiver<()>>>,
-    /// Handler jobs in flight, and the refusals of a drain.
-    pub(crate) drain: Arc<DrainGate>,
-}
-
-/// The threads of one connect() .. disconnect() span.
-pub(crate) struct Runtime {
-    pub(crate) sink: EventSink,
-    events: EventThread,
-    pool: HandlerPool,
-    pub(crate) conn: Option<ConnThread>,
-}
-
-pub(crate) struct ConnThread {
-    worker: Worker,
-    stop: Arc<AtomicBool>,
-    waker: Arc<Waker>,
-}
-
-impl ConnThread {
-    fn stop_and_join(self) {
-        self.stop.store(true, Ordering::Release);
-        let _ = self.waker.wake();
-        self.worker.join();
-    }
-}
+/// How often the wait for commands in flight looks again (they have no
+/// signal of their own to wait on).
+const LOOK_AGAIN: Duration = Duration::from_millis(2);
 
 struct Inner {
     shared: Arc<Shared>,
@@ -407,32 +369,70 @@ impl ClusterDaemonClient {
     }
 }
 
-impl Shared {
-    fn start_runtime(&self) -> Result<Runtime, DaemonClientError> {
-        let spawn_failed = |e: std::io::Error| {
-            DaemonClientError::connection(format!("spawning a thread failed: {e}"))
+impl ClusterDaemonClient {
+    /// Leaves cleanly: from now on commands and emits fail at once
+    /// (`SOCKET_NOT_READY`, "draining") and reverse commands are answered
+    /// 503 `DRAINING`; reverse commands (streams included) and commands
+    /// already in flight get until `timeout` to finish; then it disconnects
+    /// as [`disconnect`](Self::disconnect) does (which, like it, waits for
+    /// handlers still running). Heartbeats go on meanwhile. The client can
+    /// `connect()` again afterwards.
+    ///
+    /// ```no_run
+    /// # use volt_daemon_client::*;
+    /// # let client = ClusterDaemonClient::new(ClusterDaemonClientOptions::new(
+    /// #     "http://127.0.0.1:8080", "ws://127.0.0.1:8080", DaemonCredentials::new("cluster-1", "pw"),
+    /// # )).unwrap();
+    /// client.connect()?;
+    /// // ... on SIGTERM:
+    /// let report = client.drain(std::time::Duration::from_secs(10));
+    /// if !report.is_clean() {
+    ///     eprintln!("cut off: {report:?}");
+    /// }
+    /// # Ok::<(), DaemonClientError>(())
+    /// ```
+    pub fn drain(&self, timeout: Duration) -> DrainReport {
+        let started = Instant::now();
+        let deadline = started.checked_add(timeout);
+        let shared = self.shared();
+        let gate = &shared.drain;
+        let rx = gate.begin();
+        let reply_timeout = shared.options.command_timeout;
+        let refuser = Worker::spawn("volt-drain", move || refuse_all(&rx, reply_timeout))
+            .map_err(|e| log::error!("spawning volt-drain failed: {e}: refusals become 503 BUSY"))
+            .ok();
+        let handlers = gate.in_flight();
+        let commands = shared.link.pending_count();
+        log::info!("draining: {handlers} reverse commands and {commands} commands in flight");
+        let (handlers_left, commands_left) = loop {
+            let now = Instant::now();
+            let step = deadline.map_or(now + LOOK_AGAIN, |d| d.min(now + LOOK_AGAIN));
+            let handlers_left = gate.wait_idle(step);
+            let commands_left = shared.link.pending_count();
+            let over = deadline.is_some_and(|d| Instant::now() >= d);
+            if over || (handlers_left == 0 && commands_left == 0) {
+                break (handlers_left, commands_left);
+            }
         };
-        let stats = self.link.stats.clone();
-        let dropped = Arc::new(move || stats.event_dropped());
-        let (sink, events) =
-            events::spawn(self.callbacks.clone(), dropped).map_err(spawn_failed)?;
-        let pool = HandlerPool::spawn(
-            self.options.handlers.threads,
-            self.options.handlers.queue_capacity,
-            self.handlers.clone(),
-            sink.clone(),
-            self.options.command_timeout,
-            self.drain.clone(),
-        )
-        .map_err(spawn_failed)?;
-        Ok(Runtime {
-            sink,
-            events,
-            pool,
-            conn: None,
-        })
+        self.disconnect();
+        let refused = gate.end();
+        if let Some(refuser) = refuser {
+            refuser.join();
+        }
+        let report = DrainReport {
+            handlers_finished: handlers.saturating_sub(handlers_left),
+            handlers_cut_off: handlers_left.min(handlers),
+            commands_finished: commands.saturating_sub(commands_left),
+            commands_cut_off: commands_left.min(commands),
+            reverse_commands_refused: refused,
+            elapsed: started.elapsed(),
+        };
+        log::info!("drained: {report:?}");
+        report
     }
+}
 
+impl Shared {
     fn connect(self: &Arc<Self>) -> Result<(), DaemonClientError> {
         if self.options.socket.retry_initial_connect {
             self.connect_in_background()?;
@@ -500,63 +500,8 @@ impl Shared {
         };
         let worker = connection::spawn(ctx, reactor, waker.clone())
             .map_err(|e| DaemonClientError::connection(format!("spawning a thread failed: {e}")))?;
-        runtime.conn = Some(ConnThread {
-            worker,
-            stop,
-            waker,
-        });
+        runtime.conn = Some(ConnThread::new(worker, stop, waker));
         Ok(())
-    }
-
-    /// Starts the event thread and the handler pool if needed, and stops a
-    /// connection thread still backing off: this attempt replaces it.
-    pub(crate) fn ensure_runtime(&self) -> Result<(), DaemonClientError> {
-        let old = {
-            let mut rt = self.runtime.lock();
-            if rt.is_none() {
-                *rt = Some(self.start_runtime()?);
-            }
-            rt.as_mut().and_then(|r| r.conn.take())
-        };
-        if let Some(old) = old {
-            old.stop_and_join();
-        }
-        Ok(())
-    }
-
-    pub(crate) fn disconnect(&self) {
-        if let Some(runtime) = self.take_runtime() {
-            self.stop_runtime(runtime);
-        }
-    }
-
-    /// Ends the current span: a connect() in progress fails, and the
-    /// threads are the caller's to stop.
-    pub(crate) fn take_runtime(&self) -> Option<Runtime> {
-        self.generation.fetch_add(1, Ordering::AcqRel);
-        self.runtime.lock().take()
-    }
-
-    pub(crate) fn stop_runtime(&self, runtime: Runtime) {
-        let Runtime {
-            sink,
-            events,
-            pool,
-            conn,
-        } = runtime;
-        if let Some(c) = conn {
-            c.stop_and_join();
-        }
-        self.link.detach("the client disconnected");
-        self.state.end("io client disconnect", |c| {
-            sink.post(ClientEvent::StateChanged(c))
-        });
-        pool.stop();
-        drop(sink);
-        // Other threads may still hold a sink (a handler calling disconnect()
-        // holds its worker's): stop the event thread explicitly.
-        events.stop();
-        log::info!("client stopped");
     }
 }
 

@@ -2,6 +2,11 @@
 //! once, reverse commands with 503 `DRAINING` from a `volt-drain` thread),
 //! lets the work in flight finish until the deadline, then disconnects as
 //! `disconnect()` does, and reports what finished and what was cut off.
+//!
+//! Here is what the drain needs below the handle: the report, the gate the
+//! handler pool counts its jobs with, and the `volt-drain` thread. The
+//! procedure itself, `ClusterDaemonClient::drain`, is with the handle
+//! (client.rs), which this module does not import.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -10,21 +15,15 @@ use crossbeam_channel::{Receiver, Sender, TrySendError};
 use parking_lot::{Condvar, Mutex};
 
 use crate::error::DaemonClientError;
-use crate::reverse_channel::{error_reply, Job};
-use crate::worker::Worker;
-use crate::ClusterDaemonClient;
+use crate::job::{error_reply, Job};
 
 /// Reverse commands waiting for their 503 `DRAINING`; beyond it, 503 `BUSY`.
 const REFUSAL_QUEUE: usize = 256;
 
-/// How often the wait for commands in flight looks again (they have no
-/// signal of their own to wait on).
-const LOOK_AGAIN: Duration = Duration::from_millis(2);
-
-/// What [`ClusterDaemonClient::drain`] saw. Counts are of the work in
-/// flight when the drain began: finished before the deadline, or cut off
-/// (still running at the deadline; a cut-off handler's reply is dropped
-/// with the connection).
+/// What [`ClusterDaemonClient::drain`](crate::ClusterDaemonClient::drain)
+/// saw. Counts are of the work in flight when the drain began: finished
+/// before the deadline, or cut off (still running at the deadline; a
+/// cut-off handler's reply is dropped with the connection).
 ///
 /// ```
 /// use volt_daemon_client::DrainReport;
@@ -111,19 +110,20 @@ impl DrainGate {
         }
     }
 
-    fn in_flight(&self) -> usize {
+    /// The jobs in flight.
+    pub(crate) fn in_flight(&self) -> usize {
         *self.in_flight.lock()
     }
 
     /// Waits until no job is in flight or `until`; the jobs left.
-    fn wait_idle(&self, until: Instant) -> usize {
+    pub(crate) fn wait_idle(&self, until: Instant) -> usize {
         let mut n = self.in_flight.lock();
         while *n > 0 && !self.idle.wait_until(&mut n, until).timed_out() {}
         *n
     }
 
     /// Starts draining; the receiver gets the reverse commands to refuse.
-    fn begin(&self) -> Receiver<Job> {
+    pub(crate) fn begin(&self) -> Receiver<Job> {
         let (tx, rx) = crossbeam_channel::bounded(REFUSAL_QUEUE);
         *self.refusals.lock() = Some(tx);
         self.refused.store(0, Ordering::Relaxed);
@@ -132,7 +132,7 @@ impl DrainGate {
     }
 
     /// Stops draining (the client may connect again); the refusals made.
-    fn end(&self) -> usize {
+    pub(crate) fn end(&self) -> usize {
         self.draining.store(false, Ordering::Release);
         self.refusals.lock().take();
         self.refused.load(Ordering::Relaxed)
@@ -140,7 +140,7 @@ impl DrainGate {
 }
 
 /// The `volt-drain` thread: answers each refused reverse command.
-fn refuse_all(rx: &Receiver<Job>, reply_timeout: Duration) {
+pub(crate) fn refuse_all(rx: &Receiver<Job>, reply_timeout: Duration) {
     for job in rx {
         let reply = error_reply(
             &job.command,
@@ -163,69 +163,6 @@ fn refuse_all(rx: &Receiver<Job>, reply_timeout: Duration) {
 /// The error of a command or emit refused while draining.
 pub(crate) fn draining_error() -> DaemonClientError {
     DaemonClientError::not_ready("draining")
-}
-
-impl ClusterDaemonClient {
-    /// Leaves cleanly: from now on commands and emits fail at once
-    /// (`SOCKET_NOT_READY`, "draining") and reverse commands are answered
-    /// 503 `DRAINING`; reverse commands (streams included) and commands
-    /// already in flight get until `timeout` to finish; then it disconnects
-    /// as [`disconnect`](Self::disconnect) does (which, like it, waits for
-    /// handlers still running). Heartbeats go on meanwhile. The client can
-    /// `connect()` again afterwards.
-    ///
-    /// ```no_run
-    /// # use volt_daemon_client::*;
-    /// # let client = ClusterDaemonClient::new(ClusterDaemonClientOptions::new(
-    /// #     "http://127.0.0.1:8080", "ws://127.0.0.1:8080", DaemonCredentials::new("cluster-1", "pw"),
-    /// # )).unwrap();
-    /// client.connect()?;
-    /// // ... on SIGTERM:
-    /// let report = client.drain(std::time::Duration::from_secs(10));
-    /// if !report.is_clean() {
-    ///     eprintln!("cut off: {report:?}");
-    /// }
-    /// # Ok::<(), DaemonClientError>(())
-    /// ```
-    pub fn drain(&self, timeout: Duration) -> DrainReport {
-        let started = Instant::now();
-        let deadline = started.checked_add(timeout);
-        let shared = self.shared();
-        let gate = &shared.drain;
-        let rx = gate.begin();
-        let reply_timeout = shared.options.command_timeout;
-        let refuser = Worker::spawn("volt-drain", move || refuse_all(&rx, reply_timeout))
-            .map_err(|e| log::error!("spawning volt-drain failed: {e}: refusals become 503 BUSY"))
-            .ok();
-        let handlers = gate.in_flight();
-        let commands = shared.link.pending_count();
-        log::info!("draining: {handlers} reverse commands and {commands} commands in flight");
-        let (handlers_left, commands_left) = loop {
-            let now = Instant::now();
-            let step = deadline.map_or(now + LOOK_AGAIN, |d| d.min(now + LOOK_AGAIN));
-            let handlers_left = gate.wait_idle(step);
-            let commands_left = shared.link.pending_count();
-            let over = deadline.is_some_and(|d| Instant::now() >= d);
-            if over || (handlers_left == 0 && commands_left == 0) {
-                break (handlers_left, commands_left);
-            }
-        };
-        self.disconnect();
-        let refused = gate.end();
-        if let Some(refuser) = refuser {
-            refuser.join();
-        }
-        let report = DrainReport {
-            handlers_finished: handlers.saturating_sub(handlers_left),
-            handlers_cut_off: handlers_left.min(handlers),
-            commands_finished: commands.saturating_sub(commands_left),
-            commands_cut_off: commands_left.min(commands),
-            reverse_commands_refused: refused,
-            elapsed: started.elapsed(),
-        };
-        log::info!("drained: {report:?}");
-        report
-    }
 }
 
 #[cfg(test)]

@@ -52,21 +52,22 @@ mod error;
 mod events;
 mod heartbeat;
 mod http;
+mod job;
 mod lifecycle;
 mod options;
 mod pending;
 mod proxy;
 mod reverse_channel;
+mod shared;
 mod slot;
 mod stats;
 mod tls;
-
+mod wire;
 mod worker;
 mod write_policy;
 
 pub use backoff::Backoff;
 pub use client::ClusterDaemonClient;
-pub(crate) use client::Shared;
 pub use connection_state::{ConnectionState, StateChange};
 pub use drain::DrainReport;
 pub use error::{DaemonClientError, DaemonClientErrorCode};
@@ -77,6 +78,7 @@ pub use options::{
 };
 pub use pending::PendingCommand;
 pub use proxy::{ProxyCredentials, ProxyOptions};
+pub(crate) use shared::Shared;
 pub use stats::{ClientStats, LatencyStats, ReverseCommandStats};
 pub use tls::{ClientIdentity, TlsOptions};
 pub use volt_protocol::message::{TeamClusterDaemonMessage, TunnelStatus};

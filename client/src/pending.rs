@@ -14,7 +14,6 @@ use parking_lot::Mutex;
 use serde_json::value::RawValue;
 use serde_json::Value;
 
-use crate::connection::{Flush, Frames, Outbox, OutboxError};
 use crate::error::{DaemonClientError, DaemonClientErrorCode};
 use crate::protocol::envelope::{
     encode_command_into, scan_command_response, CommandResponse, CommandResponseRef, ErrorBody,
@@ -22,6 +21,7 @@ use crate::protocol::envelope::{
 };
 use crate::slot::{Delivery, Reply, Slot};
 use crate::stats::{Arrival, ClientStats, CommandTally, Stats};
+use crate::wire::{Flush, Frames, Outbox, OutboxError};
 use crate::write_policy::{self, Writer};
 
 /// A command's text is encoded into this thread's buffer, then copied
@@ -287,7 +287,7 @@ impl Link {
             (conn, s.pending.len())
         };
         // A reply that is there as soon as the command is written (a server
-        // on the same core) is taken on this thread (connection/socket.rs).
+        // on the same core) is taken on this thread (wire/socket.rs).
         let mut arrival = Arrival::default();
         let mut take_reply = |json: &str| {
             let Some(response) = scan_command_response(json) else {

@@ -13,14 +13,15 @@ use crossbeam_channel::{Receiver, Sender, TrySendError};
 use parking_lot::RwLock;
 use serde_json::{Map, Value};
 
-use crate::connection::{Outbox, OutboxError};
 use crate::drain::DrainGate;
 use crate::error::{DaemonClientError, DaemonClientErrorCode};
 use crate::events::EventSink;
+use crate::job::{error_reply, Job};
 use crate::protocol::envelope::{
     ErrorBody, ReplyBody, ReverseCommand, ReverseResponse, ReverseStream, ReverseStreamEnd,
     VoltEvent,
 };
+use crate::wire::OutboxError;
 
 /// What a handler returns when it fails.
 pub type HandlerError = Box<dyn std::error::Error + Send + Sync>;
@@ -199,13 +200,6 @@ impl Handlers {
     }
 }
 
-/// A reverse command and the connection its reply must go to.
-pub(crate) struct Job {
-    pub(crate) command: ReverseCommand,
-    pub(crate) outbox: Outbox,
-    pub(crate) namespace: String,
-}
-
 /// Stream chunks are at most this big (and never bigger than `maxPayload`).
 const MAX_CHUNK: usize = 64 * 1024;
 
@@ -308,23 +302,6 @@ fn worker(
         }
         gate.finished();
     }
-}
-
-/// The reply to a reverse command for which nothing ran.
-pub(crate) fn error_reply(
-    cmd: &ReverseCommand,
-    status: u16,
-    code: &str,
-    message: String,
-) -> VoltEvent {
-    VoltEvent::ReverseResponse(ReverseResponse {
-        request_id: cmd.request_id.clone(),
-        command: cmd.command.clone(),
-        status,
-        headers: Map::new(),
-        body: ReplyBody::None,
-        error: Some(ErrorBody::new(code, message)),
-    })
 }
 
 fn run_job(job: Job, handlers: &Handlers, events: &EventSink, reply_timeout: Duration) {

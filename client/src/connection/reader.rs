@@ -7,16 +7,16 @@ use std::io;
 use std::time::Instant;
 
 use super::session::{Flow, Io, BATCH};
-use super::socket::Wire;
 use super::state::{Action, End};
 use crate::error::DaemonClientError;
 use crate::events::ClientEvent;
+use crate::job::Job;
 use crate::protocol::envelope::{
     decode_command_response, decode_event_array, scan_command_response, Outgoing,
 };
 use crate::protocol::websocket::{self, append_pong, FrameError};
 use crate::protocol::{DecodeError, Decoder, Incoming};
-use crate::reverse_channel::Job;
+use crate::wire::socket::Wire;
 
 impl Io {
     /// Reads up to a batch of messages; the flag says the socket may hold

@@ -1,25 +1,37 @@
 //! One live connection's I/O loop on `volt-conn`: the loop itself (when to
-//! sleep, when to read, when to write) and what it holds. The reader and
-//! the writer are its two halves (reader.rs, writer.rs).
+//! sleep, when to read, when to write), what it holds, and its writing
+//! half (the registration, each turn's writes, the graceful close). The
+//! reader is its other half (reader.rs); the outbox the writes drain is
+//! below the connection (`crate::wire::outbox`).
+//!
+//! The writing half sits here rather than in a file of its own so that a
+//! command on the loaded path goes through one file of the connection's
+//! loop, not two, on top of the outbox (docs/ARCHITECTURE.md, "A command's
+//! round trip").
 
 use std::convert::Infallible;
-use std::io;
+use std::io::{self, Write};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::socket::SharedSocket;
+use serde_json::json;
+
 use super::state::{End, State};
-use super::transport::Reactor;
-use super::writer::{Outbox, OutboxReceiver};
 use crate::error::DaemonClientError;
 use crate::events::EventSink;
 use crate::pending::Link;
 use crate::protocol::envelope::Outgoing;
+use crate::protocol::socket::{Packet, PacketType};
+use crate::protocol::websocket::append_close;
 use crate::reverse_channel::JobSender;
 use crate::slot::Slot;
 use crate::stats::Arrival;
+use crate::wire::outbox::{Frames, Outbox, OutboxReceiver};
+use crate::wire::socket::{SharedSocket, Wire};
+use crate::wire::transport::Reactor;
 use crate::write_policy;
+use crate::Shared;
 
 /// Frames read, or outbox items written, per loop turn before the thread
 /// looks at the other direction: neither starves the other.
@@ -186,5 +198,111 @@ impl Io {
             *self.link.last_sleep.lock() = Some((self.link.pending_count(), limit.lazy_capped));
         }
         wake.saturating_duration_since(Instant::now())
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The writing half of the I/O loop
+
+impl Io {
+    /// Queues the registration; the loop's first turn flushes it. Its
+    /// frame carries the password: the trace log shows it redacted.
+    pub(crate) fn send_connect(&mut self, shared: &Shared) -> Result<(), DaemonClientError> {
+        let creds = &shared.options.credentials;
+        let auth = json!({
+            "teamClusterId": creds.team_cluster_id,
+            "daemonPassword": shared.registration_password(),
+            "installedVersion": creds.installed_version,
+            "client": concat!(env!("CARGO_PKG_NAME"), "/", env!("CARGO_PKG_VERSION")),
+        });
+        let mut text = String::from("4");
+        Packet::new(
+            PacketType::Connect,
+            self.state.namespace().to_owned(),
+            Some(auth),
+        )
+        .encode_into(&mut text);
+        log::trace!("> 40{},{{<auth redacted>}}", self.state.namespace());
+        let mut bytes = Vec::new();
+        Frames {
+            text: &text,
+            attachments: &[],
+        }
+        .append_to(&mut bytes);
+        self.socket.stats.frames_out(1);
+        self.socket.stats.bytes_out(bytes.len());
+        self.socket
+            .wire
+            .lock()
+            .stream
+            .write(&bytes)
+            .map(drop)
+            .map_err(|e| {
+                DaemonClientError::connection(format!("sending the registration failed: {e}"))
+            })
+    }
+
+    /// This turn's writes: replies first, then everything the outbox
+    /// holds (unless the socket is blocked), then one flush.
+    pub(crate) fn write_turn(
+        &mut self,
+        wire: &mut Wire,
+        out_rx: Option<&mut OutboxReceiver>,
+    ) -> Result<(), End> {
+        let lost = |e: io::Error| {
+            log::info!("write failed: {e}");
+            End::Lost("transport close")
+        };
+        for out in self.replies.drain(..) {
+            log::trace!("> {}", out.text);
+            Frames::from(&out).append_to(&mut self.reply_bytes);
+            self.socket.stats.frames_out(1 + out.attachments.len());
+        }
+        if !self.reply_bytes.is_empty() {
+            self.socket.stats.bytes_out(self.reply_bytes.len());
+            let written = wire.stream.write(&self.reply_bytes);
+            self.reply_bytes.clear();
+            written.map_err(lost)?;
+        }
+        if let Some(rx) = out_rx.filter(|_| !self.socket.is_blocked()) {
+            let (bytes, frames) = rx.drain_into(&mut wire.stream).map_err(lost)?;
+            self.socket.stats.bytes_out(bytes);
+            self.socket.stats.frames_out(frames);
+        }
+        self.socket.flush(wire).map_err(lost)
+    }
+
+    /// Sends `41` (when registered) and a close frame, then flushes for a
+    /// short while: a best effort, the socket is dropped right after.
+    pub(crate) fn close_gracefully(&mut self, reactor: &mut Reactor, registered: bool) {
+        let socket = self.socket.clone();
+        let mut wire = socket.wire.lock();
+        let mut bytes = Vec::new();
+        if registered {
+            let mut text = String::from("4");
+            Packet::new(
+                PacketType::Disconnect,
+                self.state.namespace().to_owned(),
+                None,
+            )
+            .encode_into(&mut text);
+            Frames {
+                text: &text,
+                attachments: &[],
+            }
+            .append_to(&mut bytes);
+        }
+        append_close(&mut bytes, Some(rand::random()));
+        socket.stats.frames_out(1 + usize::from(registered));
+        socket.stats.bytes_out(bytes.len());
+        let _ = wire.stream.write(&bytes);
+        let until = Instant::now() + Duration::from_millis(200);
+        // Through the shared flush: a blocked socket is polled for writability.
+        while socket.flush(&mut wire).is_ok() && socket.is_blocked() && Instant::now() < until {
+            let _ = reactor.poll.poll(
+                &mut reactor.events,
+                Some(until.saturating_duration_since(Instant::now())),
+            );
+        }
     }
 }

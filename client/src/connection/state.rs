@@ -17,12 +17,12 @@ use std::time::Instant;
 use serde_json::Value;
 
 use crate::error::{DaemonClientError, DaemonClientErrorCode};
+use crate::job::error_reply;
 use crate::protocol::binary::Complete;
 use crate::protocol::envelope::{CommandResponse, Outgoing, ReverseCommand, VoltEvent};
 use crate::protocol::message::TeamClusterDaemonMessage;
 use crate::protocol::socket::PacketType;
 use crate::protocol::Incoming;
-use crate::reverse_channel::error_reply;
 
 /// Why a live session ended.
 #[derive(Debug, Clone, PartialEq, Eq)]

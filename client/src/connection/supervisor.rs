@@ -11,10 +11,7 @@ use mio::{Poll, Waker};
 
 use super::failover::Failover;
 use super::session::{Io, Registration};
-use super::socket::SharedSocket;
 use super::state::{End, State};
-use super::transport::{self, Reactor, WAKER};
-use super::writer::{outbox, Outbox, OutboxReceiver};
 use crate::backoff::Backoff;
 use crate::connection_state::ConnectionState;
 use crate::endpoint::Target;
@@ -24,6 +21,9 @@ use crate::heartbeat::Heartbeat;
 use crate::protocol::{Decoder, Limits};
 use crate::reverse_channel::JobSender;
 use crate::stats::Arrival;
+use crate::wire::outbox::{outbox, Outbox, OutboxReceiver};
+use crate::wire::socket::SharedSocket;
+use crate::wire::transport::{self, Reactor, WAKER};
 use crate::worker::Worker;
 use crate::Shared;
 

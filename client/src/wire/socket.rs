@@ -502,18 +502,18 @@ mod tests {
     fn another_command_written_directly_takes_the_socket_back() {
         let (mut poll, socket, mut server) = pair();
         assert_eq!(borrow_for_reply(&socket, &mut server, "a"), Tell::Wake);
-        let (outbox, _rx) = crate::connection::writer::outbox(
+        let (outbox, _rx) = super::super::outbox::outbox(
             Arc::new(mio::Waker::new(poll.registry(), super::super::transport::WAKER).unwrap()),
             1 << 20,
             socket.clone(),
         );
-        let frames = crate::connection::writer::Frames {
+        let frames = super::super::outbox::Frames {
             text: "42/daemon,[\"message\",2]",
             attachments: &[],
         };
         let far = Instant::now() + LIMIT;
         outbox
-            .send_with(frames, far, crate::connection::writer::Flush::Direct)
+            .send_with(frames, far, super::super::outbox::Flush::Direct)
             .unwrap();
         assert!(socket.wire.lock().lending == Lending::Polled);
         assert_back_in_the_poll(&mut poll, &mut server);

@@ -1,7 +1,6 @@
-//! The way out, all of it: the outbox senders append to, how its bytes
-//! reach the socket (written by the sender itself, or drained by
-//! `volt-conn`), and the writing half of the I/O loop (the registration,
-//! each turn's writes, the graceful close).
+//! The outbox: the buffer senders append their events to, and how its
+//! bytes reach the socket (written by the sender itself, or drained by
+//! `volt-conn`).
 //!
 //! A sender frames its event itself (WebSocket header, mask,
 //! payload) straight into one shared byte buffer: nothing is allocated per
@@ -12,30 +11,19 @@
 //! (latency: no thread hop), else the connection thread, woken once per
 //! batch (throughput). The buffer is bounded; senders wait for room until
 //! their deadline, and order is the order of appending.
-//!
-//! On `volt-conn`, each turn writes pongs and 503s first, then the outbox,
-//! with one flush.
 
-use std::io::{self, Write};
+use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use mio::Waker;
 use parking_lot::{Condvar, Mutex};
-use serde_json::json;
 
-use super::session::Io;
-use super::socket::{SharedSocket, Tell, Wire};
-use super::state::End;
-use super::transport::{Reactor, Stream};
-use crate::error::DaemonClientError;
+use super::socket::{SharedSocket, Tell};
+use super::transport::Stream;
 use crate::protocol::envelope::Outgoing;
-use crate::protocol::socket::{Packet, PacketType};
-use crate::protocol::websocket::{
-    append_close, append_frame, MAX_HEADER, OPCODE_BINARY, OPCODE_TEXT,
-};
-use crate::Shared;
+use crate::protocol::websocket::{append_frame, MAX_HEADER, OPCODE_BINARY, OPCODE_TEXT};
 
 /// One event's frames, borrowed: a text frame and the binary frames that
 /// must follow it back to back.
@@ -368,112 +356,6 @@ impl Drop for OutboxReceiver {
             staged.bytes = Vec::new();
         }
         self.queue.room.notify_all();
-    }
-}
-
-// ---------------------------------------------------------------------------
-// The writing half of the I/O loop
-
-impl Io {
-    /// Queues the registration; the loop's first turn flushes it. Its
-    /// frame carries the password: the trace log shows it redacted.
-    pub(crate) fn send_connect(&mut self, shared: &Shared) -> Result<(), DaemonClientError> {
-        let creds = &shared.options.credentials;
-        let auth = json!({
-            "teamClusterId": creds.team_cluster_id,
-            "daemonPassword": shared.registration_password(),
-            "installedVersion": creds.installed_version,
-            "client": concat!(env!("CARGO_PKG_NAME"), "/", env!("CARGO_PKG_VERSION")),
-        });
-        let mut text = String::from("4");
-        Packet::new(
-            PacketType::Connect,
-            self.state.namespace().to_owned(),
-            Some(auth),
-        )
-        .encode_into(&mut text);
-        log::trace!("> 40{},{{<auth redacted>}}", self.state.namespace());
-        let mut bytes = Vec::new();
-        Frames {
-            text: &text,
-            attachments: &[],
-        }
-        .append_to(&mut bytes);
-        self.socket.stats.frames_out(1);
-        self.socket.stats.bytes_out(bytes.len());
-        self.socket
-            .wire
-            .lock()
-            .stream
-            .write(&bytes)
-            .map(drop)
-            .map_err(|e| {
-                DaemonClientError::connection(format!("sending the registration failed: {e}"))
-            })
-    }
-
-    /// This turn's writes: replies first, then everything the outbox
-    /// holds (unless the socket is blocked), then one flush.
-    pub(crate) fn write_turn(
-        &mut self,
-        wire: &mut Wire,
-        out_rx: Option<&mut OutboxReceiver>,
-    ) -> Result<(), End> {
-        let lost = |e: io::Error| {
-            log::info!("write failed: {e}");
-            End::Lost("transport close")
-        };
-        for out in self.replies.drain(..) {
-            log::trace!("> {}", out.text);
-            Frames::from(&out).append_to(&mut self.reply_bytes);
-            self.socket.stats.frames_out(1 + out.attachments.len());
-        }
-        if !self.reply_bytes.is_empty() {
-            self.socket.stats.bytes_out(self.reply_bytes.len());
-            let written = wire.stream.write(&self.reply_bytes);
-            self.reply_bytes.clear();
-            written.map_err(lost)?;
-        }
-        if let Some(rx) = out_rx.filter(|_| !self.socket.is_blocked()) {
-            let (bytes, frames) = rx.drain_into(&mut wire.stream).map_err(lost)?;
-            self.socket.stats.bytes_out(bytes);
-            self.socket.stats.frames_out(frames);
-        }
-        self.socket.flush(wire).map_err(lost)
-    }
-
-    /// Sends `41` (when registered) and a close frame, then flushes for a
-    /// short while: a best effort, the socket is dropped right after.
-    pub(crate) fn close_gracefully(&mut self, reactor: &mut Reactor, registered: bool) {
-        let socket = self.socket.clone();
-        let mut wire = socket.wire.lock();
-        let mut bytes = Vec::new();
-        if registered {
-            let mut text = String::from("4");
-            Packet::new(
-                PacketType::Disconnect,
-                self.state.namespace().to_owned(),
-                None,
-            )
-            .encode_into(&mut text);
-            Frames {
-                text: &text,
-                attachments: &[],
-            }
-            .append_to(&mut bytes);
-        }
-        append_close(&mut bytes, Some(rand::random()));
-        socket.stats.frames_out(1 + usize::from(registered));
-        socket.stats.bytes_out(bytes.len());
-        let _ = wire.stream.write(&bytes);
-        let until = Instant::now() + Duration::from_millis(200);
-        // Through the shared flush: a blocked socket is polled for writability.
-        while socket.flush(&mut wire).is_ok() && socket.is_blocked() && Instant::now() < until {
-            let _ = reactor.poll.poll(
-                &mut reactor.events,
-                Some(until.saturating_duration_since(Instant::now())),
-            );
-        }
     }
 }
 
