@@ -269,8 +269,8 @@ impl Link {
         timeout: Duration,
         waiter: Waiter,
     ) -> Result<(u128, Instant), DaemonClientError> {
-        let sent = Instant::now();
-        let deadline = sent + timeout;
+        let sent_at = Instant::now();
+        let deadline = sent_at + timeout;
         let id = uuid::Uuid::new_v4();
         let key = id.as_u128();
         let (conn, in_flight) = {
@@ -283,7 +283,13 @@ impl Link {
             };
             // Counted before it can be answered (a reply read inline).
             s.tally.sent();
-            s.pending.insert(key, Entry { waiter, sent });
+            s.pending.insert(
+                key,
+                Entry {
+                    waiter,
+                    sent: sent_at,
+                },
+            );
             (conn, s.pending.len())
         };
         // A reply that is there as soon as the command is written (a server
