@@ -10,6 +10,7 @@ use parking_lot::RwLock;
 use crate::connection_state::StateChange;
 use crate::error::DaemonClientError;
 use crate::protocol::message::TeamClusterDaemonMessage;
+use crate::stats::Stats;
 use crate::worker::Worker;
 
 /// Events waiting for the callback thread. When a callback blocks long
@@ -87,17 +88,12 @@ fn guard(f: impl FnOnce()) {
     }
 }
 
-/// Counts an event dropped because the queue was full. A function rather
-/// than the client's `Stats`: those depend on the connection, which posts
-/// events, so naming them here would close an import cycle.
-pub(crate) type DropCounter = Arc<dyn Fn() + Send + Sync>;
-
 /// Where events are posted. Posting never blocks.
 #[derive(Clone)]
 pub(crate) struct EventSink {
     tx: Sender<ClientEvent>,
     /// Counts the events dropped.
-    dropped: DropCounter,
+    stats: Arc<Stats>,
 }
 
 impl EventSink {
@@ -105,7 +101,7 @@ impl EventSink {
         match self.tx.try_send(event) {
             Ok(()) => {}
             Err(TrySendError::Full(e)) => {
-                (self.dropped)();
+                self.stats.event_dropped();
                 log::warn!(
                     "callback queue full ({EVENT_QUEUE_CAPACITY}): dropped a {} event",
                     e.kind()
@@ -141,12 +137,12 @@ impl EventThread {
 
 pub(crate) fn spawn(
     callbacks: Arc<Callbacks>,
-    dropped: DropCounter,
+    stats: Arc<Stats>,
 ) -> std::io::Result<(EventSink, EventThread)> {
     let (tx, rx) = crossbeam_channel::bounded(EVENT_QUEUE_CAPACITY);
     let (stop, stop_rx) = crossbeam_channel::bounded::<()>(0);
     let worker = Worker::spawn("volt-events", move || run(rx, stop_rx, &callbacks))?;
-    Ok((EventSink { tx, dropped }, EventThread { worker, stop }))
+    Ok((EventSink { tx, stats }, EventThread { worker, stop }))
 }
 
 fn run(rx: Receiver<ClientEvent>, stop: Receiver<()>, callbacks: &Callbacks) {

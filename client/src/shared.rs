@@ -76,10 +76,8 @@ impl Shared {
         let spawn_failed = |e: std::io::Error| {
             DaemonClientError::connection(format!("spawning a thread failed: {e}"))
         };
-        let stats = self.link.stats.clone();
-        let dropped = Arc::new(move || stats.event_dropped());
         let (sink, events) =
-            events::spawn(self.callbacks.clone(), dropped).map_err(spawn_failed)?;
+            events::spawn(self.callbacks.clone(), self.link.stats.clone()).map_err(spawn_failed)?;
         let pool = HandlerPool::spawn(
             self.options.handlers.threads,
             self.options.handlers.queue_capacity,
